@@ -1,0 +1,157 @@
+"""Typed configuration for engan: one place for every knob.
+
+Presets are frozen dataclasses; derive variants with :func:`dataclasses.replace`.
+Every config is saved as JSON next to each checkpoint and embedded in exported
+artefacts, so a model can always be rebuilt from its files.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+#: Spatial multiple the generator needs (four 2x poolings).
+PAD_MULTIPLE = 16
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """EnlightenGAN generator (``Unet_resize_conv`` with self-attention).
+
+    Attributes:
+        base_width: channels of the first stage; stages use 1-2-4-8-16 x this.
+            32 is the paper/released model (8,636,675 parameters).
+        align_corners: bilinear upsampling mode; True matches the released weights
+            (trained with torch 0.3.1, whose bilinear upsample behaved this way).
+    """
+
+    base_width: int = 32
+    align_corners: bool = True
+
+    @property
+    def widths(self) -> tuple[int, int, int, int, int]:
+        b = self.base_width
+        return (b, 2 * b, 4 * b, 8 * b, 16 * b)
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """Global and local PatchGAN discriminators (``NoNormDiscriminator``)."""
+
+    ndf: int = 64
+    global_layers: int = 5
+    local_layers: int = 4
+    patch_size: int = 32
+    num_patches: int = 6  # 1 primary + patchD_3=5 extra, as in the released code
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights and the feature network of the self-feature-preserving loss."""
+
+    feature_net: Literal["vgg16", "efficientnet-lite0"] = "efficientnet-lite0"
+    vgg_weights: str | None = None
+    sfp_weight: float = 1.0
+    patch_sfp: bool = True
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Unpaired training data and augmentation."""
+
+    low_dir: str = ""
+    normal_dir: str = ""
+    crop: int = 320
+    darken_prob: float = 0.5  # authors' "vary" augmentation
+    darken_min: float = 2.0
+    darken_max: float = 4.0
+    workers: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation schedule (paper: Adam 1e-4, betas 0.5/0.999, constant then linear decay)."""
+
+    steps: int = 1000
+    batch: int = 8
+    lr: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    decay_start: float = 0.5  # fraction of steps after which lr decays linearly to 0
+    ema_decay: float = 0.999  # 0 disables the EMA generator
+    save_every: int = 100
+    sample_every: int = 100
+    log_every: int = 1
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # only used on CUDA
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What is needed to rebuild a generator from weights."""
+
+    preset: str = "paper"
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything a training run uses; saved as ``config.json`` in the run folder."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ExperimentConfig":
+        m = d.get("model", {})
+        model = ModelConfig(preset=m.get("preset", "paper"),
+                            generator=GeneratorConfig(**m.get("generator", {})))
+        return cls(
+            model=model,
+            discriminator=DiscriminatorConfig(**d.get("discriminator", {})),
+            loss=LossConfig(**d.get("loss", {})),
+            data=DataConfig(**d.get("data", {})),
+            train=TrainConfig(**d.get("train", {})),
+        )
+
+
+#: Generator presets. ``paper`` is the released EnlightenGAN; ``lite`` is half width
+#: (2.16 M parameters, ~4x fewer FLOPs); ``tiny`` exists for fast tests.
+GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
+    "paper": GeneratorConfig(base_width=32),
+    "lite": GeneratorConfig(base_width=16),
+    "tiny": GeneratorConfig(base_width=4),
+}
+
+
+def generator_config(preset: str) -> GeneratorConfig:
+    """Return the generator config of a preset, with a clear error for unknown names."""
+    try:
+        return GENERATOR_PRESETS[preset]
+    except KeyError:
+        raise ValueError(
+            f"unknown preset {preset!r}; choose one of: {', '.join(GENERATOR_PRESETS)}"
+        ) from None
+
+
+def model_config(preset: str) -> ModelConfig:
+    return ModelConfig(preset=preset, generator=generator_config(preset))
+
+
+def preset_for_width(base_width: int) -> str:
+    """Name of the preset with this base width ('custom' if none)."""
+    for name, cfg in GENERATOR_PRESETS.items():
+        if cfg.base_width == base_width:
+            return name
+    return "custom"

@@ -1,0 +1,180 @@
+"""Generator weights on disk: safetensors only (no pickle from user paths).
+
+A generator file is a safetensors file whose metadata records how to rebuild the
+module (``engan.preset``, ``engan.base_width``, ``engan.align_corners``), the engan
+version, and optional extras (training step, EMA or raw weights).
+
+A run folder (``engan train --out RUN_DIR``) holds ``generator.safetensors``; every
+function here accepts either that file or the folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engan.config import GeneratorConfig, preset_for_width
+
+GENERATOR_FILE = "generator.safetensors"
+
+
+class CheckpointError(RuntimeError):
+    """A weights file is missing, corrupt or of another model; the message says what to do."""
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """Map a run folder or a weights file to the generator safetensors file."""
+    p = Path(path)
+    if p.is_dir():
+        f = p / GENERATOR_FILE
+        if not f.is_file():
+            raise CheckpointError(
+                f"{p} is a folder without {GENERATOR_FILE}; pass a run folder written by "
+                "`engan train` or a .safetensors generator file"
+            )
+        return f
+    if not p.exists():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    return p
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder + fsync + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def save_generator(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Save a generator's state dict as safetensors, atomically, with rebuild metadata."""
+    from safetensors.torch import save
+
+    from engan import __version__
+
+    cfg: GeneratorConfig = model.config  # type: ignore[assignment]
+    meta = {
+        "format": "pt",
+        "engan.version": __version__,
+        "engan.kind": "generator",
+        "engan.preset": preset_for_width(cfg.base_width),
+        "engan.base_width": str(cfg.base_width),
+        "engan.align_corners": str(bool(cfg.align_corners)),
+    }
+    for k, v in (extra or {}).items():
+        meta[f"engan.{k}"] = v if isinstance(v, str) else json.dumps(v)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    data = save(state, metadata=meta)
+    atomic_write_bytes(path, data)
+    return Path(path)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """Read the safetensors header metadata without loading tensors."""
+    p = resolve_checkpoint(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise ValueError("file shorter than a safetensors header")
+            n = int.from_bytes(head, "little")
+            if n <= 0 or n > 100 * 1024 * 1024 or n > p.stat().st_size - 8:
+                raise ValueError(f"header length {n} does not fit the file size {p.stat().st_size}")
+            header = json.loads(f.read(n))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(
+            f"{p} is not a valid safetensors file ({e}); re-export it or point to another checkpoint"
+        ) from None
+    return dict(header.get("__metadata__", {}) or {})
+
+
+def generator_config_from_metadata(meta: dict[str, str]) -> GeneratorConfig:
+    width = int(meta.get("engan.base_width", "32"))
+    align = meta.get("engan.align_corners", "True") == "True"
+    return GeneratorConfig(base_width=width, align_corners=align)
+
+
+def load_generator(
+    path: str | os.PathLike,
+    preset: str | None = None,
+    map_location: str | torch.device = "cpu",
+) -> torch.nn.Module:
+    """Load a generator from a safetensors file or run folder, in ``eval()`` mode.
+
+    Args:
+        path: ``generator.safetensors`` (or any engan generator file) or a run folder.
+        preset: if given, the file must hold this preset, else a clear error is raised.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from engan.models import UNetGenerator
+
+    p = resolve_checkpoint(path)
+    meta = read_metadata(p)
+    cfg = generator_config_from_metadata(meta)
+    file_preset = meta.get("engan.preset", preset_for_width(cfg.base_width))
+    if preset is not None and preset != file_preset:
+        raise CheckpointError(
+            f"{p} holds a '{file_preset}' generator, not '{preset}'; pass --preset {file_preset} "
+            "or another checkpoint"
+        )
+    try:
+        state = load_file(str(p), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{p} could not be read as safetensors ({e}); the file is corrupt or truncated") from None
+    model = UNetGenerator(cfg)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{p} does not match the '{file_preset}' generator: "
+            f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        )
+    model.eval()
+    return model
+
+
+def load_legacy_checkpoint(path: str | os.PathLike) -> torch.nn.Module:
+    """Load the authors' released ``200_net_G_A.pth`` (torch.save of a DataParallel state dict).
+
+    Uses ``torch.load(weights_only=True)``: tensors only, no arbitrary pickle code.
+    """
+    from engan.models import UNetGenerator
+
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    model = UNetGenerator(GeneratorConfig(base_width=32, align_corners=True))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise CheckpointError(f"{path} is not an EnlightenGAN G_A checkpoint: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return model.eval()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,142 @@
+"""EnlightenGAN generator: the attention-gated U-Net (``Unet_resize_conv``).
+
+Contract (what every exported graph carries too):
+
+* input  ``x``: float32 RGB in [0, 1], NCHW, H and W multiples of 16;
+* inside: the [-1, 1] normalisation and the attention map ``A = 1 - luma(x)``
+  (Rec.601, no further normalisation, as the authors' code does);
+* output: float RGB in [0, 1]. In ``eval()`` mode it is clamped to [0, 1]; in
+  training it is left unclamped, as the authors' code trains it.
+
+Layer names follow the authors' checkpoint (``conv1_1``, ``bn1_1``, ...,
+``deconv5`` ... ``conv10``), so the released ``200_net_G_A.pth`` state dict maps
+onto this module (see :mod:`engan.models.checkpoint`).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engan.config import PAD_MULTIPLE, GeneratorConfig
+
+#: Rec.601 luma weights, shared with the runtime's numpy pre-processing.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def attention_map(x01: torch.Tensor) -> torch.Tensor:
+    """Illumination attention ``1 - luma`` of an RGB [0, 1] NCHW tensor (N x 1 x H x W)."""
+    r, g, b = x01[:, 0:1], x01[:, 1:2], x01[:, 2:3]
+    return 1.0 - (LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b)
+
+
+class UNetGenerator(nn.Module):
+    """The EnlightenGAN generator. See the module docstring for the I/O contract."""
+
+    def __init__(self, config: GeneratorConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or GeneratorConfig()
+        w1, w2, w3, w4, w5 = self.config.widths
+        self.align_corners = self.config.align_corners
+        act = lambda: nn.LeakyReLU(0.2, inplace=True)  # noqa: E731
+
+        def conv(cin: int, cout: int, k: int = 3) -> nn.Conv2d:
+            return nn.Conv2d(cin, cout, k, stride=1, padding=k // 2, bias=True)
+
+        # encoder
+        self.conv1_1, self.bn1_1 = conv(4, w1), nn.BatchNorm2d(w1)
+        self.conv1_2, self.bn1_2 = conv(w1, w1), nn.BatchNorm2d(w1)
+        self.conv2_1, self.bn2_1 = conv(w1, w2), nn.BatchNorm2d(w2)
+        self.conv2_2, self.bn2_2 = conv(w2, w2), nn.BatchNorm2d(w2)
+        self.conv3_1, self.bn3_1 = conv(w2, w3), nn.BatchNorm2d(w3)
+        self.conv3_2, self.bn3_2 = conv(w3, w3), nn.BatchNorm2d(w3)
+        self.conv4_1, self.bn4_1 = conv(w3, w4), nn.BatchNorm2d(w4)
+        self.conv4_2, self.bn4_2 = conv(w4, w4), nn.BatchNorm2d(w4)
+        self.conv5_1, self.bn5_1 = conv(w4, w5), nn.BatchNorm2d(w5)
+        self.conv5_2, self.bn5_2 = conv(w5, w5), nn.BatchNorm2d(w5)
+        # decoder (resize-conv: bilinear x2 then a plain 3x3 conv)
+        self.deconv5 = conv(w5, w4)
+        self.conv6_1, self.bn6_1 = conv(2 * w4, w4), nn.BatchNorm2d(w4)
+        self.conv6_2, self.bn6_2 = conv(w4, w4), nn.BatchNorm2d(w4)
+        self.deconv6 = conv(w4, w3)
+        self.conv7_1, self.bn7_1 = conv(2 * w3, w3), nn.BatchNorm2d(w3)
+        self.conv7_2, self.bn7_2 = conv(w3, w3), nn.BatchNorm2d(w3)
+        self.deconv7 = conv(w3, w2)
+        self.conv8_1, self.bn8_1 = conv(2 * w2, w2), nn.BatchNorm2d(w2)
+        self.conv8_2, self.bn8_2 = conv(w2, w2), nn.BatchNorm2d(w2)
+        self.deconv8 = conv(w2, w1)
+        self.conv9_1, self.bn9_1 = conv(2 * w1, w1), nn.BatchNorm2d(w1)
+        self.conv9_2 = conv(w1, w1)
+        self.conv10 = conv(w1, 3, k=1)
+        self.act = act()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Authors' init: conv weights N(0, 0.02); BN weight N(1, 0.02), bias 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+
+    def _clb(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+        # Conv -> LeakyReLU(0.2) -> BatchNorm (BN after the activation, as released)
+        return bn(self.act(conv(x)))
+
+    def _up(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=self.align_corners)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Enhance ``x`` (RGB [0, 1], NCHW, H and W multiples of 16); returns RGB [0, 1]."""
+        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+            check_input(x)
+        a1 = attention_map(x)
+        xn = x * 2.0 - 1.0
+        h = torch.cat([xn, a1], dim=1)
+        a2 = F.max_pool2d(a1, 2)
+        a3 = F.max_pool2d(a2, 2)
+        a4 = F.max_pool2d(a3, 2)
+        a5 = F.max_pool2d(a4, 2)
+
+        c1 = self._clb(self.conv1_2, self.bn1_2, self._clb(self.conv1_1, self.bn1_1, h))
+        c2 = self._clb(self.conv2_2, self.bn2_2, self._clb(self.conv2_1, self.bn2_1, F.max_pool2d(c1, 2)))
+        c3 = self._clb(self.conv3_2, self.bn3_2, self._clb(self.conv3_1, self.bn3_1, F.max_pool2d(c2, 2)))
+        c4 = self._clb(self.conv4_2, self.bn4_2, self._clb(self.conv4_1, self.bn4_1, F.max_pool2d(c3, 2)))
+        c5 = self._clb(self.conv5_1, self.bn5_1, F.max_pool2d(c4, 2)) * a5
+        c5 = self._clb(self.conv5_2, self.bn5_2, c5)
+
+        u = torch.cat([self.deconv5(self._up(c5)), c4 * a4], dim=1)
+        u = self._clb(self.conv6_2, self.bn6_2, self._clb(self.conv6_1, self.bn6_1, u))
+        u = torch.cat([self.deconv6(self._up(u)), c3 * a3], dim=1)
+        u = self._clb(self.conv7_2, self.bn7_2, self._clb(self.conv7_1, self.bn7_1, u))
+        u = torch.cat([self.deconv7(self._up(u)), c2 * a2], dim=1)
+        u = self._clb(self.conv8_2, self.bn8_2, self._clb(self.conv8_1, self.bn8_1, u))
+        u = torch.cat([self.deconv8(self._up(u)), c1 * a1], dim=1)
+        u = self._clb(self.conv9_1, self.bn9_1, u)
+        u = self.act(self.conv9_2(u))
+
+        latent = self.conv10(u) * a1  # times_residual
+        y = (latent + xn + 1.0) * 0.5  # skip=1, back to [0, 1]
+        if not self.training:
+            y = y.clamp(0.0, 1.0)
+        return y
+
+
+def check_input(x: torch.Tensor) -> None:
+    """Raise a clear error when ``x`` breaks the generator's input contract."""
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(
+            f"generator expects an RGB batch N x 3 x H x W, got shape {tuple(x.shape)}"
+        )
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    if h % PAD_MULTIPLE or w % PAD_MULTIPLE:
+        raise ValueError(
+            f"generator input is {h}x{w} (HxW); both sides must be multiples of {PAD_MULTIPLE}. "
+            "Pad first: engan.models.pad_to_multiple(x) (or use engan.models.enhance_tensor, "
+            "which pads with reflection and crops back)."
+        )
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

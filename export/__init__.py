@@ -1,0 +1,1 @@
+"""engan.export: generator -> ONNX (FP32/FP16), TensorRT engine, Triton repository."""

@@ -1,0 +1,1 @@
+"""engan.runtime: torch-free inference (ONNX Runtime, TensorRT; eager torch only on request)."""
