@@ -31,3 +31,52 @@ def make_image(h: int, w: int, seed: int = 0, dark: float = 0.3) -> np.ndarray:
 @pytest.fixture
 def tiny_image() -> np.ndarray:
     return make_image(40, 56)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A `tiny`-preset generator saved as safetensors (random init, fixed seed)."""
+    import torch
+
+    from engan.models import create_generator
+    from engan.models.checkpoint import save_generator
+
+    torch.manual_seed(0)
+    g = create_generator("tiny").eval()
+    return save_generator(tmp_path_factory.mktemp("ckpt") / "generator.safetensors", g)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory, tiny_checkpoint) -> Path:
+    """The tiny generator as an engan-contract ONNX file (dynamic N/H/W, metadata props).
+
+    Built directly with torch.onnx so runtime tests do not depend on the exporter's
+    extras; the exporter has its own tests.
+    """
+    import warnings
+
+    import onnx
+    import torch
+
+    from engan import __version__
+    from engan.models.checkpoint import file_sha256, load_generator
+    from engan.runtime.meta import ArtefactMeta
+
+    g = load_generator(tiny_checkpoint)
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            g, torch.rand(1, 3, 32, 32), str(path), input_names=["input"], output_names=["output"],
+            dynamic_axes={"input": {0: "N", 2: "H", 3: "W"}, "output": {0: "N", 2: "H", 3: "W"}},
+            opset_version=17, dynamo=False,
+        )
+    model = onnx.load(str(path))
+    meta = ArtefactMeta(version=__version__, model_name="tiny-test", preset="tiny",
+                        params=sum(p.numel() for p in g.parameters()),
+                        checkpoint_sha256=file_sha256(tiny_checkpoint), opset=17)
+    for k, v in meta.to_props().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.save(model, str(path))
+    return path
