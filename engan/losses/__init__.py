@@ -1,0 +1,13 @@
+"""EnlightenGAN losses: relativistic/plain LSGAN and the self-feature-preserving loss."""
+from engan.losses.feature_nets import (
+    FEATURE_NETS, EfficientNetLite0Features, FeatureNetError, FrozenFeatures, VGG16Relu51, build_feature_net,
+)
+from engan.losses.gan import lsgan_d_loss, lsgan_g_loss, ragan_d_loss, ragan_g_loss, to_disc_range
+from engan.losses.patches import crop_patches, patch_offsets
+from engan.losses.sfp import SFPLoss, instance_norm
+
+__all__ = [
+    "FEATURE_NETS", "EfficientNetLite0Features", "FeatureNetError", "FrozenFeatures", "VGG16Relu51",
+    "build_feature_net", "lsgan_d_loss", "lsgan_g_loss", "ragan_d_loss", "ragan_g_loss", "to_disc_range",
+    "crop_patches", "patch_offsets", "SFPLoss", "instance_norm",
+]

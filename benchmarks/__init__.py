@@ -1,0 +1,1 @@
+"""engan benchmark suite: ``pytest benchmarks`` (full) or ``pytest benchmarks --quick`` (CI)."""

@@ -1,0 +1,171 @@
+"""What the benchmark ran on: CPU, threads, GPU, library versions and the measured peak.
+
+The peak is measured, not taken from a data sheet: the best of a few square matmuls
+(fp32, and bf16 where the CPU has native bf16) and of one 3x3 convolution shaped
+like the generator's middle layers, all on the threads the benchmark uses. Every
+row's achieved GFLOP/s is then a share of this number ("how far from the limit").
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import time
+from typing import Any
+
+#: CPU feature flags worth reporting (they decide which low-precision paths can be fast).
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8")
+#: Libraries whose versions go into every result file.
+LIBRARIES = ("numpy", "torch", "onnxruntime", "onnxruntime-gpu", "onnx", "pillow", "tensorrt", "engan")
+#: AMD family 25 (19h) models -> microarchitecture, for a readable CPU name when the VM hides it.
+_AMD_19H = {range(0x00, 0x10): "Zen 3 (Milan)", range(0x10, 0x20): "Zen 4 (Genoa)",
+            range(0x20, 0x30): "Zen 3", range(0x40, 0x50): "Zen 3+", range(0x50, 0x60): "Zen 3",
+            range(0x60, 0x80): "Zen 4", range(0xA0, 0xB0): "Zen 4c (Bergamo)"}
+
+
+def cpu_info() -> dict[str, Any]:
+    """CPU model, vendor family/model, microarchitecture guess and the relevant flags (from /proc/cpuinfo)."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor is enough
+                key, _, val = line.partition(":")
+                fields[key.strip()] = val.strip()
+    except OSError:
+        pass
+    flags = set(fields.get("flags", "").split())
+    model_name = fields.get("model name") or platform.processor() or "unknown"
+    family, model = fields.get("cpu family", ""), fields.get("model", "")
+    arch = ""
+    if fields.get("vendor_id") == "AuthenticAMD" and family == "25" and model.isdigit():
+        arch = next((name for r, name in _AMD_19H.items() if int(model) in r), "")
+    return {
+        "model_name": model_name,
+        "vendor": fields.get("vendor_id", ""),
+        "family": family,
+        "model": model,
+        "microarchitecture": arch,
+        "flags": {f: f in flags for f in CPU_FLAGS},
+        "logical_cpus": os.cpu_count(),
+    }
+
+
+def native_bf16(cpu: dict[str, Any]) -> bool:
+    """True when the CPU has bf16 arithmetic (AVX-512 BF16 or AMX); otherwise bf16 is emulated and slow."""
+    return bool(cpu["flags"].get("avx512_bf16") or cpu["flags"].get("amx_bf16"))
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that decide the numbers (absent ones are left out)."""
+    out = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def gpu_info() -> dict[str, Any] | None:
+    """Name, capability and memory of CUDA device 0 through torch, or None without a CUDA GPU."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        props = torch.cuda.get_device_properties(0)
+        return {"name": props.name, "capability": f"{props.major}.{props.minor}",
+                "memory_gib": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda}
+    except Exception:  # noqa: BLE001 - a broken driver is "no GPU" for the report
+        return None
+
+
+def _best_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up (allocation, kernel selection)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def measure_peak_gflops(threads: int, quick: bool = False, bf16: bool = True) -> dict[str, Any]:
+    """Measured peak GFLOP/s on ``threads`` threads: fp32 matmul, fp32 3x3 conv and bf16 matmul.
+
+    Args:
+        threads: torch intra-op threads to measure with (those the benchmark uses).
+        quick: smaller problems and fewer repeats (seconds instead of ~10 s).
+        bf16: measure bf16 at all. Without native bf16 a small matmul is measured only to
+            show how slow the emulation is.
+
+    Returns:
+        ``{"fp32": .., "fp32_conv": .., "bf16": .., "method": ..}`` (GFLOP/s, rounded).
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        sizes = (1024,) if quick else (1024, 2048)
+        repeats = 2 if quick else 4
+        out: dict[str, Any] = {}
+        best = 0.0
+        for n in sizes:
+            a, b = torch.randn(n, n), torch.randn(n, n)
+            best = max(best, 2 * n**3 / _best_seconds(lambda: a @ b, repeats) / 1e9)
+        out["fp32"] = round(best, 1)
+        conv = torch.nn.Conv2d(128, 128, 3, padding=1).eval()
+        x = torch.randn(1, 128, 50, 76 if quick else 152)
+        with torch.inference_mode():
+            sec = _best_seconds(lambda: conv(x), repeats)
+        out["fp32_conv"] = round(2 * 128 * 128 * 9 * x.shape[-2] * x.shape[-1] / sec / 1e9, 1)
+        if bf16:
+            native = native_bf16(cpu_info())
+            n = (2048 if not quick else 1024) if native else 256
+            a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
+            out["bf16"] = round(2 * n**3 / _best_seconds(lambda: a @ b, repeats) / 1e9, 1)
+            out["bf16_native"] = native
+        out["method"] = (f"best of {repeats} torch matmuls n={'/'.join(map(str, sizes))} and a 128->128 3x3 conv, "
+                         f"{threads} threads")
+        return out
+    finally:
+        torch.set_num_threads(previous)
+
+
+def load_average() -> tuple[float, float, float] | None:
+    """The 1/5/15-minute load average (how busy the shared machine was)."""
+    try:
+        return tuple(round(v, 2) for v in os.getloadavg())  # type: ignore[return-value]
+    except OSError:
+        return None
+
+
+def machine_info(threads: int, quick: bool = False, measure_peak: bool = True) -> dict[str, Any]:
+    """Everything the report says about the machine (see the module docstring)."""
+    cpu = cpu_info()
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "threads": threads,
+        "gpu": gpu_info(),
+        "os": f"{platform.system()} {platform.release()}",
+        "libraries": library_versions(),
+        "load_average_start": load_average(),
+    }
+    if measure_peak:
+        info["peak_gflops"] = measure_peak_gflops(threads, quick=quick)
+    return info
+
+
+def describe_cpu(info: dict[str, Any]) -> str:
+    """One line: ``AMD EPYC (Zen 3 (Milan)), 2 threads, AVX2, no AVX-512``."""
+    cpu = info["cpu"]
+    flags = cpu["flags"]
+    name = cpu["model_name"] + (f" ({cpu['microarchitecture']})" if cpu["microarchitecture"] else "")
+    simd = "AVX-512" if flags.get("avx512f") else ("AVX2" if flags.get("avx2") else "no AVX2")
+    extras = [label for key, label in (("avx512_vnni", "VNNI"), ("avx_vnni", "AVX-VNNI"),
+                                       ("avx512_bf16", "BF16"), ("amx_bf16", "AMX")) if flags.get(key)]
+    return f"{name}, {info['threads']} threads of {cpu['logical_cpus']}, {simd}" + (
+        f" + {'/'.join(extras)}" if extras else " (no VNNI, no native BF16)")

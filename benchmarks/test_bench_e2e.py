@@ -1,0 +1,137 @@
+"""End-to-end: ``engan-infer`` on a folder of 600x400 photos vs the model-only time for them.
+
+Two measurements, interleaved with the model-only time:
+
+* the CLI's pipeline (:func:`engan.runtime.cli.run`, what the console script runs) with an
+  already loaded and warmed Enhancer, so the difference to model-only is exactly the
+  decoding, padding, cropping, uint8 conversion and PNG encoding the CLI adds
+  (``overhead_pct``; goal <= 15 %), at ``--workers 0`` (no overlap) and ``--workers 2``;
+* the ``engan-infer`` console script as a user runs it (``process_wall_s``: interpreter
+  start, imports and model loading included), skipped with the reason when the script is
+  not installed.
+
+The outputs must equal the model-only outputs rounded to uint8 (max |Δ| <= 1 level).
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.images import lol_dir
+from benchmarks.measure import percentile
+from benchmarks.session import BenchSession, settings_of
+from engan.export.quantize import generated_dark_image, list_images
+
+#: LOL photos are 600x400 (WxH); generated stand-ins have the same size.
+PHOTO_HW = (400, 600)
+WORKERS = (0, 2)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "e2e_preset" in metafunc.fixturenames:
+        metafunc.parametrize("e2e_preset", settings_of(metafunc.config).presets)
+
+
+def photo_files(tmp: Path, count: int) -> tuple[list[Path], str]:
+    """``count`` 600x400 photos: the LOL eval15 low images, or generated PNGs written to ``tmp``."""
+    folder = lol_dir()
+    if folder is not None:
+        files = list_images(folder)[:count]
+        if len(files) == count:
+            return files, f"LOL eval15 low ({folder})"
+    from PIL import Image
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(count):
+        path = tmp / f"photo{i:02d}.png"
+        Image.fromarray((generated_dark_image(*PHOTO_HW, seed=i) * 255).round().astype(np.uint8)).save(path)
+        files.append(path)
+    return files, "generated 600x400 PNGs"
+
+
+def test_e2e_folder_overhead(bench: BenchSession, e2e_preset: str, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from engan.runtime import prepost
+    from engan.runtime.cli import InferOptions, run
+    from engan.runtime.enhancer import Enhancer
+
+    st = bench.settings
+    count, reps = (4, 2) if st.quick else (15, 3)
+    model = bench.model(e2e_preset)
+    files, source = photo_files(tmp_path / "in", count)
+    enhancer = Enhancer.load(str(model.onnx_fp32), backend="ort", device="cpu", threads=st.threads)
+    enhancer.warmup((400, 608))
+    images = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    padded = [prepost.pad_to_multiple(prepost.hwc_to_nchw(prepost.to_float(im)))for im in images]
+
+    def model_only() -> tuple[float, list[np.ndarray]]:
+        outs, total = [], 0.0
+        for x, pads in padded:
+            t = time.perf_counter()
+            y = enhancer.backend.run(x)
+            total += time.perf_counter() - t
+            outs.append(prepost.to_uint8(prepost.nchw_to_hwc(prepost.crop_padding(y, pads))[0]))
+        return total, outs
+
+    def pipeline(workers: int) -> float:
+        out = tmp_path / f"out-w{workers}"
+        opts = InferOptions(inputs=tuple(str(f) for f in files), output_dir=out, model=str(model.onnx_fp32),
+                            backend="ort", device="cpu", existing="overwrite", workers=workers, quiet=True,
+                            threads=st.threads)
+        result = run(opts, enhancer=enhancer)
+        assert result.exit_code == 0, f"engan-infer pipeline failed: {result.summary}"
+        return result.seconds
+
+    times: dict[str, list[float]] = {"model": [], **{f"w{w}": [] for w in WORKERS}}
+    reference: list[np.ndarray] = []
+    for _ in range(reps):
+        dt, reference = model_only()
+        times["model"].append(dt)
+        for w in WORKERS:
+            times[f"w{w}"].append(pipeline(w))
+    enhancer.close() if hasattr(enhancer, "close") else None
+
+    wall, wall_note = _console_script(files, model.onnx_fp32, tmp_path / "out-cli", st.threads)
+    model_s = percentile(times["model"], 50)
+    for w in WORKERS:
+        outs = sorted((tmp_path / f"out-w{w}").glob("*.png"))
+        assert len(outs) == count, f"expected {count} outputs in {tmp_path / f'out-w{w}'}, found {len(outs)}"
+        worst = max(int(np.abs(np.asarray(Image.open(tmp_path / f"out-w{w}" / (f.stem + ".png")).convert("RGB"),
+                                          dtype=np.int16) - ref.astype(np.int16)).max())
+                    for f, ref in zip(files, reference))
+        assert worst <= 1, f"engan-infer output differs from the model-only output by {worst} levels (> 1)"
+        e2e_s = percentile(times[f"w{w}"], 50)
+        bench.record({
+            "group": "e2e", "key": f"e2e-w{w}", "backend": "engan-infer pipeline (onnxruntime CPU)",
+            "precision": "fp32", "device": "cpu", "preset": e2e_preset, "height": PHOTO_HW[0],
+            "width": PHOTO_HW[1], "batch": 1, "images": count, "workers": w, "reps": reps,
+            "model_only_s": round(model_s, 3), "e2e_s": round(e2e_s, 3),
+            "overhead_pct": round(100 * (e2e_s - model_s) / model_s, 1),
+            "process_wall_s": wall if w == WORKERS[-1] else None, "inputs": source,
+            "max_abs_uint8_vs_model_only": worst, "weights": model.weights_source,
+            "note": wall_note if w == WORKERS[-1] else "",
+        })
+    if wall is None:
+        bench.record_skip("engan-infer console script", wall_note)
+
+
+def _console_script(files: list[Path], model: Path, out: Path, threads: int) -> tuple[float | None, str]:
+    """Wall seconds of the ``engan-infer`` console script on ``files`` (None + reason when absent)."""
+    exe = shutil.which("engan-infer")
+    if exe is None:
+        return None, "engan-infer console script not installed (pip install -e . puts it on PATH)"
+    cmd = [exe, *map(str, files), str(out), "--model", str(model), "--backend", "ort", "--device", "cpu",
+           "--threads", str(threads), "--workers", "2", "--quiet", "--overwrite"]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        pytest.fail(f"engan-infer exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}")
+    return round(wall, 2), "process wall: interpreter start, imports, model load and the run"

@@ -1,0 +1,57 @@
+"""Training augmentation of one unpaired sample, as the authors' dataset does it (spec section 5)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``size`` x ``size`` crop at a uniform random offset (HxWxC in, HxWxC out)."""
+    h, w = img.shape[:2]
+    if h < size or w < size:
+        raise ValueError(f"image of {w}x{h} px is smaller than the crop {size}x{size}")
+    y = int(rng.integers(0, h - size + 1))
+    x = int(rng.integers(0, w - size + 1))
+    return img[y : y + size, x : x + size]
+
+
+def darken_factor(rng: np.random.Generator, lo: float = 2.0, hi: float = 4.0) -> float:
+    """The authors' divisor ``t = randint(lo*100, hi*100) / 100`` (inclusive)."""
+    return int(rng.integers(round(lo * 100), round(hi * 100) + 1)) / 100.0
+
+
+def augment_pair(
+    low: np.ndarray,
+    normal: np.ndarray,
+    crop: int,
+    rng: np.random.Generator,
+    darken_prob: float = 0.5,
+    darken_min: float = 2.0,
+    darken_max: float = 4.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crop, flip and darken one (low, normal) pair.
+
+    Args:
+        low, normal: HxWx3 uint8 RGB images (unpaired).
+        crop: square crop size.
+        rng: the sample's generator (draws happen in a fixed order).
+        darken_prob, darken_min, darken_max: "vary" darkening of the generator input.
+
+    Returns:
+        ``(low, low_input, normal)`` as 3 x crop x crop float32 arrays in [0, 1];
+        ``low_input`` is ``low`` divided by t ~ U{darken_min..darken_max} with
+        probability ``darken_prob``, else equal to ``low``.
+    """
+    a = random_crop(low, crop, rng)
+    if rng.random() < 0.5:
+        a = a[:, ::-1]
+    b = random_crop(normal, crop, rng)
+    if rng.random() < 0.5:
+        b = b[:, ::-1]
+    if rng.random() < 0.5:  # joint h-flip
+        a, b = a[:, ::-1], b[:, ::-1]
+    if rng.random() < 0.5:  # joint v-flip
+        a, b = a[::-1], b[::-1]
+    a = np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32) / 255.0
+    b = np.ascontiguousarray(b.transpose(2, 0, 1), dtype=np.float32) / 255.0
+    a_in = a / np.float32(darken_factor(rng, darken_min, darken_max)) if rng.random() < darken_prob else a
+    return a, a_in.astype(np.float32, copy=False), b

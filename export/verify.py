@@ -1,0 +1,279 @@
+"""Parity check: every exported artefact against the eager PyTorch generator.
+
+Each artefact runs on the same image at two sizes (ONNX files through ONNX Runtime's
+CPU provider, engines through TensorRT) and is compared with the eager model in
+``eval()`` mode: max |Δ| and PSNR in dB on the [0, 1] float outputs
+(:mod:`engan.runtime.parity`). An artefact fails when its PSNR is below the
+threshold of its precision (:data:`THRESHOLDS_DB`).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Protocol
+
+import numpy as np
+
+from engan.config import PAD_MULTIPLE
+from engan.runtime.parity import compare
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+#: Lowest acceptable PSNR (dB) against the eager FP32 model, per artefact precision.
+THRESHOLDS_DB: dict[str, float] = {"fp32": 50.0, "fp16": 35.0, "int8": 30.0}
+#: The two check sizes (HxW): a square and the LOL-size photo padded to 16.
+DEFAULT_CHECK_SIZES: tuple[tuple[int, int], ...] = ((256, 256), (400, 608))
+
+
+class ParityError(RuntimeError):
+    """At least one artefact is too far from the eager model; the message names it."""
+
+
+class CheckImageError(ValueError):
+    """``--check-image`` could not be read as an image."""
+
+
+class Runner(Protocol):
+    def run(self, x: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """One exported file to verify.
+
+    Attributes:
+        path: the file.
+        precision: ``fp32``, ``fp16`` or ``int8`` (selects the threshold).
+        kind: ``onnx`` (ONNX Runtime CPU) or ``engine`` (TensorRT).
+        sizes: the HxW check sizes to run it at (None: every size given to :func:`check_parity`).
+    """
+
+    path: Path
+    precision: str
+    kind: str = "onnx"
+    sizes: tuple[tuple[int, int], ...] | None = None
+
+    @property
+    def label(self) -> str:
+        return self.path.name
+
+    @property
+    def backend(self) -> str:
+        return "tensorrt" if self.kind == "engine" else "onnxruntime-cpu"
+
+    @property
+    def threshold_db(self) -> float:
+        return THRESHOLDS_DB[self.precision]
+
+
+@dataclass(frozen=True)
+class ParityRow:
+    """Parity of one artefact at one size."""
+
+    artefact: str
+    backend: str
+    size: tuple[int, int]
+    max_abs: float
+    psnr_db: float
+    threshold_db: float
+
+    @property
+    def passed(self) -> bool:
+        return self.psnr_db >= self.threshold_db
+
+
+@dataclass
+class ParityReport:
+    """All parity rows of one export, and the image they were measured on."""
+
+    image: str
+    rows: list[ParityRow] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.rows)
+
+    @property
+    def failures(self) -> list[ParityRow]:
+        return [r for r in self.rows if not r.passed]
+
+    def format_table(self) -> str:
+        """A small fixed-width table: artefact, backend, size, max |Δ|, PSNR, threshold, result."""
+        width = max([len("artefact")] + [len(r.artefact) for r in self.rows])
+        head = f"{'artefact':<{width}}  {'backend':<15}  {'size (HxW)':>10}  {'max |Δ|':>9}  {'PSNR dB':>7}  {'min dB':>6}  result"
+        lines = [f"parity vs eager PyTorch on {self.image}:", head]
+        for r in self.rows:
+            db = "inf" if math.isinf(r.psnr_db) else f"{r.psnr_db:.1f}"
+            size = f"{r.size[0]}x{r.size[1]}"
+            lines.append(
+                f"{r.artefact:<{width}}  {r.backend:<15}  {size:>10}  {r.max_abs:>9.2e}  {db:>7}  "
+                f"{r.threshold_db:>6.1f}  {'ok' if r.passed else 'FAIL'}"
+            )
+        return "\n".join(lines)
+
+    def failure_message(self, out_dir: str | os.PathLike | None = None) -> str:
+        """Why the check failed, naming every failing artefact; empty when it passed."""
+        if self.passed:
+            return ""
+        worst: dict[str, ParityRow] = {}
+        for r in self.failures:
+            if r.artefact not in worst or r.psnr_db < worst[r.artefact].psnr_db:
+                worst[r.artefact] = r
+        parts = [
+            f"{name} reaches only {r.psnr_db:.1f} dB at {r.size[0]}x{r.size[1]} (needs >= {r.threshold_db:.0f} dB, "
+            f"max |Δ| {r.max_abs:.2e})"
+            for name, r in worst.items()
+        ]
+        kept = f" The files are kept in {out_dir} for inspection." if out_dir is not None else ""
+        return (
+            f"parity check failed: {'; '.join(parts)}.{kept} Re-export with another --opset or --exporter, "
+            "or drop the failing precision (--no-check skips this check)."
+        )
+
+
+# ----------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------
+
+
+def validate_input(x: np.ndarray, multiple: int = PAD_MULTIPLE) -> None:
+    """Raise ``ValueError`` unless ``x`` is a float32 N x 3 x H x W batch with H, W multiples of 16."""
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"the exported model expects an RGB batch N x 3 x H x W, got shape {tuple(x.shape)}")
+    if x.dtype != np.float32:
+        raise ValueError(f"the exported model expects float32 RGB in [0, 1], got dtype {x.dtype}")
+    h, w = int(x.shape[2]), int(x.shape[3])
+    if h % multiple or w % multiple:
+        raise ValueError(
+            f"input is {h}x{w} (HxW); both sides must be multiples of {multiple}. Pad first (centred reflect "
+            f"padding up to {-(-h // multiple) * multiple}x{-(-w // multiple) * multiple}, then crop the output back; "
+            "engan.runtime.Enhancer does this for you)."
+        )
+
+
+def generated_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A deterministic low-light test picture (HxWx3 float32 in [0, 1]): gradients, edges, texture, noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = yy / max(h - 1, 1), xx / max(w - 1, 1)
+    light = 0.05 + 0.25 * np.exp(-((xx - 0.7) ** 2 + (yy - 0.3) ** 2) / 0.08)  # a lamp in a dark room
+    hue = np.stack([0.9 + 0.1 * np.sin(6 * xx + c) for c in range(3)], -1)
+    edges = ((np.floor(xx * 8) + np.floor(yy * 6)) % 2)[..., None] * 0.06  # a checker of objects
+    texture = 0.03 * np.sin(xx * w / 3.0)[..., None] * np.cos(yy * h / 5.0)[..., None]
+    img = light[..., None] * hue + edges + texture + rng.normal(0, 0.01, (h, w, 3))
+    return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+def load_check_image(path: str | os.PathLike, size: tuple[int, int]) -> np.ndarray:
+    """Read an image file, convert to RGB and resize it to ``size`` (HxW); HxWx3 float32 in [0, 1]."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            rgb = im.convert("RGB").resize((size[1], size[0]), Image.Resampling.BICUBIC)
+    except (OSError, UnidentifiedImageError) as e:
+        raise CheckImageError(f"--check-image {path} could not be read as an image ({e}); pass a PNG or JPEG file") from None
+    return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+def make_check_inputs(
+    image: str | os.PathLike | None, sizes: tuple[tuple[int, int], ...] = DEFAULT_CHECK_SIZES
+) -> tuple[str, dict[tuple[int, int], np.ndarray]]:
+    """Build one 1 x 3 x H x W float32 input per size from ``image`` (or a generated picture).
+
+    Returns:
+        (description of the image, {size: NCHW array}).
+    """
+    inputs: dict[tuple[int, int], np.ndarray] = {}
+    for hw in sizes:
+        hwc = load_check_image(image, hw) if image is not None else generated_image(*hw)
+        inputs[hw] = np.ascontiguousarray(hwc.transpose(2, 0, 1)[None])
+    shown = ", ".join(f"{h}x{w}" for h, w in sizes)
+    desc = f"{Path(image).name} resized to {shown}" if image is not None else f"a generated low-light image at {shown}"
+    return desc, inputs
+
+
+# ----------------------------------------------------------------------------------------
+# Runners
+# ----------------------------------------------------------------------------------------
+
+
+class OnnxRunner:
+    """An ONNX Runtime session on the CPU provider that enforces the engan input contract."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Enhance a float32 N x 3 x H x W batch; raises ``ValueError`` on a contract breach."""
+        validate_input(x)
+        return self.session.run(["output"], {"input": x})[0]
+
+
+def make_runner(artefact: Artefact) -> Runner:
+    """ONNX Runtime CPU for ``.onnx`` files, TensorRT for engines."""
+    if artefact.kind == "engine":
+        from engan.export.tensorrt import EngineRunner
+
+        return EngineRunner(artefact.path)
+    return OnnxRunner(artefact.path)
+
+
+def reference_outputs(
+    model: "torch.nn.Module", inputs: dict[tuple[int, int], np.ndarray]
+) -> dict[tuple[int, int], np.ndarray]:
+    """Eager PyTorch outputs (``eval()`` mode, no grad) for every check input."""
+    import torch
+
+    model = model.eval()
+    out: dict[tuple[int, int], np.ndarray] = {}
+    with torch.no_grad():
+        for hw, x in inputs.items():
+            out[hw] = model(torch.from_numpy(x)).numpy()
+    return out
+
+
+def check_parity(
+    model: "torch.nn.Module",
+    artefacts: list[Artefact],
+    inputs: dict[tuple[int, int], np.ndarray],
+    image: str = "a generated image",
+    runner_factory: Callable[[Artefact], Runner] = make_runner,
+    log: Callable[[str], None] | None = None,
+) -> ParityReport:
+    """Compare every artefact with the eager model at every input size.
+
+    Args:
+        model: the eager generator.
+        artefacts: files to verify.
+        inputs: {HxW: 1 x 3 x H x W float32} from :func:`make_check_inputs`.
+        image: description printed above the table.
+        runner_factory: builds a runner per artefact (tests swap it).
+        log: optional per-artefact progress callback.
+
+    Returns:
+        The report (never raises on a failed threshold; callers decide).
+    """
+    refs = reference_outputs(model, inputs)
+    report = ParityReport(image=image)
+    for art in artefacts:
+        if log is not None:
+            log(f"  checking {art.label} ({art.backend})")
+        runner = runner_factory(art)
+        for hw, x in inputs.items():
+            if art.sizes is not None and hw not in art.sizes:
+                continue
+            stats = compare(refs[hw], runner.run(x))
+            report.rows.append(ParityRow(art.label, art.backend, hw, stats.max_abs, stats.psnr_db, art.threshold_db))
+    return report

@@ -1,0 +1,766 @@
+"""``engan-infer INPUT... OUTPUT_DIR``: enhance photos with an exported EnlightenGAN model.
+
+Torch-free (stdlib, numpy, Pillow, click, tqdm; the backend library is imported by
+:class:`engan.runtime.enhancer.Enhancer` only when the model is loaded).
+
+The run is a small pipeline: a pool of decode threads reads inputs ahead, the main
+thread runs the enhancer (batching consecutive same-size images), and a pool of encode
+threads writes the outputs. The queues between them are bounded, so memory stays flat
+however many files there are, and every per-file message is printed in input order.
+
+Behaviour on bad input: a file that cannot be read, decoded, enhanced or written prints
+one ``FAILED <path>: <reason>`` line and the run goes on; the exit code is 1 when any
+file failed, 2 for usage errors (bad options, an OUTPUT_DIR that is a file or cannot be
+written, outputs that would overwrite inputs or existing files, a model that does not
+load), 130 when interrupted, 0 otherwise. Outputs are written atomically (temp file +
+rename): under OUTPUT_DIR a file is either complete or absent, even after ``kill -9``
+(only a hidden ``.<name>.<random>.tmp`` can remain then; the next run that writes
+``<name>`` deletes it, so ``--skip-existing`` resumes into a clean folder).
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import sys
+import tempfile
+import time
+import warnings
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import click
+import numpy as np
+from PIL import Image
+
+from engan.runtime.imageio import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    EXT_TO_FORMAT,
+    IMAGE_EXTENSIONS,
+    DecodedImage,
+    DecodeError,
+    EncodeError,
+    Pixels,
+    read_image,
+    write_image,
+)
+from engan.runtime.prepost import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, PAD_MULTIPLE
+from engan.runtime.report import ReportEntry, compare_image, display_path, write_index_html
+
+#: Exit codes.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: ``--ext`` choices and what they write.
+OUTPUT_EXTS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+#: Progress bar layout: always images per second (tqdm would switch to s/img below 1).
+_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}]"
+
+
+class EnhancerLike(Protocol):
+    """What the CLI needs from :class:`engan.runtime.enhancer.Enhancer`."""
+
+    info: dict
+
+    def enhance(self, image: Any) -> Any: ...
+
+    def enhance_batch(self, images: Sequence[Any]) -> list: ...
+
+
+class CliError(click.ClickException):
+    """A problem that stops the run before any file is processed (exit code 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+@dataclass(frozen=True)
+class InferOptions:
+    """Everything ``engan-infer`` was asked to do (one field per command-line option)."""
+
+    inputs: tuple[str, ...]
+    output_dir: Path
+    model: str | None = None
+    backend: str = "auto"
+    device: str = "auto"
+    ext: str = "png"
+    quality: int = 95
+    suffix: str = ""
+    existing: str = "refuse"  # refuse | skip | overwrite
+    recursive: bool = False
+    max_pixels: int | None = None
+    tile: int | None = None
+    threads: int | None = None
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    workers: int = 2
+    batch: int = 1
+    compare: bool = False
+    html: bool = False
+    quiet: bool = False
+
+
+@dataclass
+class Job:
+    """One input file and where its outputs go."""
+
+    index: int
+    src: Path
+    out: Path
+    fmt: str
+    compare: Path | None = None
+    status: str = "pending"  # pending | enhanced | skipped | failed
+    reason: str = ""
+    size: tuple[int, int] | None = None
+    mode: str = ""
+    seconds: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def fail(self, reason: str) -> None:
+        self.status, self.reason = "failed", reason
+
+
+@dataclass
+class RunResult:
+    """What a run did: per-file jobs in input order, counts and wall time."""
+
+    jobs: list[Job]
+    seconds: float
+    interrupted: bool = False
+    info: dict = field(default_factory=dict)
+
+    def count(self, status: str) -> int:
+        return sum(j.status == status for j in self.jobs)
+
+    @property
+    def summary(self) -> str:
+        """``N enhanced, M failed, K skipped in T s``."""
+        return (f"{self.count('enhanced')} enhanced, {self.count('failed')} failed, "
+                f"{self.count('skipped')} skipped in {self.seconds:.1f} s")
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if self.count("failed") else EXIT_OK
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def _natural_key(rel: PurePath) -> list:
+    """Sort ``2.png`` before ``10.png``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(rel))]
+
+
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _walk_folder(folder: Path, recursive: bool, exclude: set[str]) -> list[tuple[Path, PurePath]]:
+    """Image files of a folder as (path, path relative to the folder).
+
+    Hidden files and folders are skipped, and so is ``exclude`` (the output folder).
+    Symlinked folders are followed once: a folder whose real path was already visited
+    (a symlink loop, or two links to one place) is not entered again.
+    """
+    found: list[tuple[Path, PurePath]] = []
+    if not recursive:
+        try:
+            names = os.listdir(folder)
+        except OSError as e:
+            raise click.BadParameter(f"cannot list folder {display_path(folder)!r}: {e.strerror}",
+                                     param_hint="INPUT") from None
+        for name in names:
+            p = folder / name
+            if _is_image_name(name) and not p.is_dir():
+                found.append((p, PurePath(name)))
+        return found
+    visited = {os.path.realpath(folder)}
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        keep = []
+        for d in sorted(dirs):
+            real = os.path.realpath(os.path.join(root, d))
+            if d.startswith(".") or real in visited or real in exclude:
+                continue
+            visited.add(real)
+            keep.append(d)
+        dirs[:] = keep
+        for name in files:
+            if _is_image_name(name):
+                p = Path(root, name)
+                found.append((p, PurePath(os.path.relpath(p, folder))))
+    return found
+
+
+def discover_inputs(inputs: Iterable[str], recursive: bool = False,
+                    exclude: str | os.PathLike | None = None) -> list[tuple[Path, PurePath]]:
+    """Expand INPUT arguments into (file, relative output path) pairs, in a stable order.
+
+    Files keep their name; a folder contributes its image files (its whole tree with
+    ``recursive``, mirrored under OUTPUT_DIR); a pattern with ``* ? [`` that does not
+    name an existing path is expanded here (``**`` included), for shells that do not.
+    The same real file reached twice is kept once.
+
+    Raises:
+        click.BadParameter: an argument that names nothing (exit code 2).
+    """
+    excluded = {os.path.realpath(exclude)} if exclude is not None else set()
+    out: list[tuple[Path, PurePath]] = []
+    seen: set[str] = set()
+
+    def add(items: list[tuple[Path, PurePath]]) -> None:
+        for p, rel in sorted(items, key=lambda t: _natural_key(t[1])):
+            real = os.path.realpath(p)
+            if real not in seen:
+                seen.add(real)
+                out.append((p, rel))
+
+    for arg in inputs:
+        p = Path(arg)
+        if p.is_dir():
+            add(_walk_folder(p, recursive, excluded))
+        elif p.exists() or p.is_symlink():
+            add([(p, PurePath(p.name))])
+        elif _GLOB_CHARS.search(arg):
+            matches = sorted(glob.glob(arg, recursive=True))
+            if not matches:
+                raise click.BadParameter(f"no file matches {display_path(arg)!r}", param_hint="INPUT")
+            for m in matches:
+                mp = Path(m)
+                if mp.is_dir():
+                    add(_walk_folder(mp, recursive, excluded))
+                elif _is_image_name(mp.name):
+                    add([(mp, PurePath(mp.name))])
+        else:
+            raise click.BadParameter(f"{display_path(arg)!r} does not exist", param_hint="INPUT")
+    return out
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _output_ext(src: Path, ext: str) -> tuple[str, str]:
+    """(extension, Pillow format) of an input's output; ``same`` keeps writable formats."""
+    if ext == "same":
+        suffix = src.suffix
+        fmt = EXT_TO_FORMAT.get(suffix.lower())
+        return (suffix, fmt) if fmt else (".png", "PNG")
+    e = OUTPUT_EXTS[ext]
+    return e, EXT_TO_FORMAT[e]
+
+
+def plan_jobs(found: list[tuple[Path, PurePath]], opts: InferOptions) -> list[Job]:
+    """Output paths for every input; refuses (exit 2) to write over inputs or existing files.
+
+    Two inputs that would write the same output: the later one fails with a reason.
+    Existing outputs are refused unless ``--skip-existing`` (the job is then marked
+    skipped) or ``--overwrite``.
+    """
+    out_dir = opts.output_dir
+    input_reals = {os.path.realpath(p): p for p, _ in found}
+    jobs: list[Job] = []
+    claimed: dict[str, Path] = {}
+    for i, (src, rel) in enumerate(found):
+        ext, fmt = _output_ext(src, opts.ext)
+        stem = Path(rel.name).stem + opts.suffix
+        parent = out_dir / rel.parent
+        job = Job(index=i, src=src, out=parent / (stem + ext), fmt=fmt,
+                  compare=parent / f"{stem}_compare{ext}" if opts.compare else None)
+        for target in filter(None, (job.out, job.compare)):
+            real = os.path.realpath(target)
+            if real in input_reals:
+                raise CliError(
+                    f"refusing to write the output {display_path(target)!r} over the input "
+                    f"{display_path(input_reals[real])!r}: choose another OUTPUT_DIR, a --suffix "
+                    "or another --ext")
+            if real in claimed and job.status != "failed":
+                job.fail(f"its output {display_path(target)} is already written for "
+                         f"{display_path(claimed[real])}; give the inputs different names or use --ext same")
+        if job.status != "failed":
+            for target in filter(None, (job.out, job.compare)):
+                claimed[os.path.realpath(target)] = src
+        jobs.append(job)
+
+    existing = [j for j in jobs if j.status == "pending"
+                and all(t.exists() for t in filter(None, (j.out, j.compare)))]
+    partial = [j for j in jobs if j.status == "pending"
+               and any(t.exists() for t in filter(None, (j.out, j.compare)))]
+    if opts.existing == "refuse" and partial:
+        first = next(t for t in filter(None, (partial[0].out, partial[0].compare)) if t.exists())
+        raise CliError(
+            f"{len(partial)} output file(s) already exist, e.g. {display_path(first)!r}; "
+            "pass --skip-existing to keep them (and enhance only the rest) "
+            "or --overwrite to replace them")
+    if opts.existing == "skip":
+        for j in existing:
+            j.status = "skipped"
+    return jobs
+
+
+def remove_stale_temp_files(jobs: Iterable[Job]) -> int:
+    """Delete temp files a killed run left next to the outputs this run will write.
+
+    :func:`engan.runtime.atomic.atomic_open` writes ``.<name>.<random>.tmp`` beside
+    ``<name>`` and renames it when complete; after ``kill -9`` the temp file stays.
+    Only temp files of this run's own output names are touched. Returns how many.
+    """
+    removed = 0
+    for job in jobs:
+        for target in filter(None, (job.out, job.compare)):
+            try:
+                names = os.listdir(target.parent)
+            except OSError:
+                continue
+            prefix = f".{target.name}."
+            for name in names:
+                if name.startswith(prefix) and name.endswith(".tmp") and len(name) > len(prefix) + 4:
+                    try:
+                        os.unlink(target.parent / name)
+                        removed += 1
+                    except OSError:
+                        pass
+    return removed
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Create OUTPUT_DIR if needed and prove it is writable (exit 2 otherwise)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise click.BadParameter(
+            f"{display_path(out_dir)!r} is a file, not a folder; give a folder path "
+            "(it is created if missing)", param_hint="OUTPUT_DIR")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".engan-write-test.", dir=out_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise click.BadParameter(
+            f"cannot write to {display_path(out_dir)!r}: {(e.strerror or str(e)).lower()}; "
+            "choose a folder you can write to", param_hint="OUTPUT_DIR") from None
+
+
+# --------------------------------------------------------------------------- enhancing
+
+
+def load_enhancer(opts: InferOptions) -> EnhancerLike:
+    """Load the model with :class:`engan.runtime.enhancer.Enhancer` (exit 2 on failure)."""
+    try:
+        from engan.runtime.enhancer import Enhancer
+
+        kwargs: dict[str, Any] = {"backend": opts.backend, "device": opts.device}
+        for name in ("max_pixels", "tile", "threads"):  # unset: keep the runtime's defaults
+            if getattr(opts, name) is not None:
+                kwargs[name] = getattr(opts, name)
+        return Enhancer.load(opts.model, **kwargs)
+    except Exception as e:  # every load failure is the user's to fix: say what and stop
+        msg = str(e) or type(e).__name__
+        raise CliError(f"could not load the model: {msg}") from None
+
+
+def enhance_pixels(enhancer: EnhancerLike, pixels: Pixels) -> Pixels:
+    """Enhance one decoded image, keeping its kind (PIL mode, or uint16 array layout).
+
+    The enhancer takes PIL images (L/LA/RGB/RGBA/I;16) and numpy arrays (16-bit colour
+    PNGs as HxWx2/3/4 uint16) alike and carries alpha through untouched.
+    """
+    out = enhancer.enhance(pixels)
+    if isinstance(pixels, np.ndarray):
+        out = np.asarray(out)
+        if out.shape != pixels.shape or out.dtype != pixels.dtype:
+            raise TypeError(f"the enhancer returned {out.dtype} {out.shape} for {pixels.dtype} {pixels.shape}")
+    elif out.size != pixels.size:
+        raise TypeError(f"the enhancer returned size {out.size} for {pixels.size}")
+    return out
+
+
+def _batch_key(dec: DecodedImage) -> tuple | None:
+    """Images with equal keys can share one enhance_batch call (None: never batched)."""
+    if isinstance(dec.pixels, Image.Image):
+        return dec.pixels.mode, dec.pixels.size
+    return None
+
+
+class _Inline:
+    """An executor that runs each task at once in the calling thread (``--workers 0``)."""
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer like a pool would
+            fut.set_exception(e)
+        return fut
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+class _Console:
+    """Per-file messages on stderr, kept clear of the progress bar; warnings said once."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+        self._said: set[str] = set()
+
+    def _write(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            click.echo(line, err=True)
+
+    def failed(self, path: Path, reason: str) -> None:
+        self._write(f"FAILED {display_path(path)}: {reason}")
+
+    def warn_once(self, path: Path, note: str) -> None:
+        if self.quiet or note in self._said:
+            return
+        self._said.add(note)
+        self._write(f"warning: {display_path(path)}: {note} (said once per run)")
+
+    def info(self, line: str) -> None:
+        if not self.quiet:
+            self._write(line)
+
+
+class _Pipeline:
+    """decode pool -> enhancer (main thread, batched) -> encode pool, with bounded queues."""
+
+    def __init__(self, opts: InferOptions, enhancer: EnhancerLike, console: _Console, bar) -> None:
+        self.opts, self.enhancer, self.console, self.bar = opts, enhancer, console, bar
+        workers = opts.workers
+        self.decode_pool = ThreadPoolExecutor(workers, "engan-decode") if workers else _Inline()
+        self.encode_pool = ThreadPoolExecutor(workers, "engan-encode") if workers else _Inline()
+        self.read_ahead = max(1, 2 * workers) + opts.batch
+        self.write_behind = max(1, 2 * workers)
+        self.finishing: deque[tuple[Job, Future | None]] = deque()
+
+    # -- stages
+    def _decode(self, job: Job) -> DecodedImage:
+        return read_image(job.src, self.opts.max_image_pixels or None)
+
+    def _encode(self, job: Job, dec: DecodedImage, enhanced: Pixels) -> list[str]:
+        notes = write_image(job.out, enhanced, fmt=job.fmt, quality=self.opts.quality,
+                            icc_profile=dec.icc_profile, exif=dec.exif)
+        if job.compare is not None:
+            write_image(job.compare, compare_image(dec.pixels, enhanced), fmt=job.fmt,
+                        quality=self.opts.quality, icc_profile=dec.icc_profile)
+        return notes
+
+    def _enhance(self, batch: list[tuple[Job, DecodedImage]]) -> None:
+        """Run the model on a batch (one by one if the batch call fails), queue the writes."""
+        t0 = time.perf_counter()
+        results: list[Pixels | BaseException]
+        if len(batch) > 1:
+            try:
+                results = list(self.enhancer.enhance_batch([d.pixels for _, d in batch]))
+            except Exception:  # noqa: BLE001 - fall back to single images to find the bad one
+                results = [self._enhance_one(d) for _, d in batch]
+        else:
+            results = [self._enhance_one(batch[0][1])]
+        share = (time.perf_counter() - t0) / len(batch)
+        for (job, dec), res in zip(batch, results):
+            job.seconds = share
+            if isinstance(res, BaseException):
+                job.fail(f"enhancement failed: {str(res) or type(res).__name__}")
+                self.finishing.append((job, None))
+            else:
+                self.finishing.append((job, self.encode_pool.submit(self._encode, job, dec, res)))
+            self._drain(block=len(self.finishing) > self.write_behind)
+
+    def _enhance_one(self, dec: DecodedImage) -> Pixels | BaseException:
+        try:
+            return enhance_pixels(self.enhancer, dec.pixels)
+        except Exception as e:  # noqa: BLE001 - reported as this file's failure
+            return e
+
+    def _drain(self, block: bool = False, all_: bool = False) -> None:
+        """Report finished jobs in input order; block for the oldest when asked."""
+        while self.finishing:
+            job, fut = self.finishing[0]
+            if fut is not None and not fut.done() and not (block or all_):
+                return
+            self.finishing.popleft()
+            block = False
+            if fut is not None:
+                try:
+                    job.notes.extend(fut.result())
+                    job.status = "enhanced"
+                except (EncodeError, OSError) as e:
+                    job.fail(str(e))
+                except Exception as e:  # noqa: BLE001 - an encoder bug must not stop the run
+                    job.fail(f"could not write the output: {str(e) or type(e).__name__}")
+            for note in job.notes:
+                self.console.warn_once(job.src, note)
+            if job.status == "failed":
+                self.console.failed(job.src, job.reason)
+            if self.bar is not None:
+                self.bar.update(1)
+
+    # -- driver
+    def run(self, jobs: list[Job]) -> None:
+        todo = iter(jobs)
+        reading: deque[tuple[Job, Future]] = deque()
+        batch: list[tuple[Job, DecodedImage]] = []
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(reading) < self.read_ahead:
+                    job = next(todo, None)
+                    if job is None:
+                        exhausted = True
+                    else:
+                        reading.append((job, self.decode_pool.submit(self._decode, job)))
+                if not reading:
+                    break
+                job, fut = reading.popleft()
+                try:
+                    dec = fut.result()
+                except DecodeError as e:
+                    dec, reason = None, str(e)
+                except Exception as e:  # noqa: BLE001 - a decoder bug is this file's failure
+                    dec, reason = None, f"could not decode: {str(e) or type(e).__name__}"
+                if dec is None:
+                    if batch:
+                        self._enhance(batch)
+                        batch = []
+                    job.fail(reason)
+                    self.finishing.append((job, None))
+                    self._drain()
+                    continue
+                job.size, job.mode = dec.size, dec.mode
+                job.notes.extend(dec.warnings)
+                key = _batch_key(dec)
+                if batch and (key is None or key != _batch_key(batch[0][1])):
+                    self._enhance(batch)
+                    batch = []
+                batch.append((job, dec))
+                if key is None or len(batch) >= self.opts.batch or not reading:
+                    self._enhance(batch)
+                    batch = []
+            self._drain(all_=True)
+        finally:
+            for _, fut in reading:
+                fut.cancel()
+            self.decode_pool.shutdown(wait=True, cancel_futures=True)
+            self.encode_pool.shutdown(wait=True)
+            self._drain(all_=True)  # after an interrupt: report the writes that completed
+
+
+def run(opts: InferOptions, enhancer: EnhancerLike | None = None) -> RunResult:
+    """Enhance every input of ``opts``; returns what happened (prints as it goes).
+
+    Args:
+        opts: the parsed options.
+        enhancer: an already loaded enhancer (tests); loaded from ``opts`` otherwise,
+            and only when at least one file needs enhancing.
+
+    Raises:
+        click.ClickException: usage problems, before any file is processed (exit 2).
+    """
+    t0 = time.perf_counter()
+    console = _Console(opts.quiet)
+    out_dir = opts.output_dir
+    if out_dir.exists() and not out_dir.is_dir():
+        check_output_dir(out_dir)  # raises the "is a file" usage error
+    found = discover_inputs(opts.inputs, opts.recursive, exclude=out_dir)
+    if not found:
+        raise click.BadParameter("no image files found in the given inputs "
+                                 f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})",
+                                 param_hint="INPUT")
+    jobs = plan_jobs(found, opts)
+    check_output_dir(out_dir)
+    work = [j for j in jobs if j.status == "pending"]
+    stale = remove_stale_temp_files(j for j in jobs if j.status != "failed")
+    if stale:
+        console.info(f"removed {stale} temp file(s) left by an interrupted run")
+    for j in jobs:
+        if j.status == "failed":
+            console.failed(j.src, j.reason)
+    info: dict = {}
+    interrupted = False
+    if work:
+        enhancer = enhancer or load_enhancer(opts)
+        info = dict(getattr(enhancer, "info", {}) or {})
+        console.info(_describe(info, len(work), len(jobs) - len(work), out_dir))
+        from tqdm import tqdm
+
+        with warnings.catch_warnings():
+            # Our own decompression-bomb guard runs on every file; Pillow's warnings
+            # about its (lower) limit and about odd metadata are noise here.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+            with tqdm(total=len(work), unit="img", desc="enhancing", disable=opts.quiet,
+                      file=sys.stderr, dynamic_ncols=True, leave=False, bar_format=_BAR) as bar:
+                console.bar = None if opts.quiet else bar
+                try:
+                    _Pipeline(opts, enhancer, console, bar).run(work)
+                except KeyboardInterrupt:
+                    interrupted = True
+                finally:
+                    console.bar = None
+    result = RunResult(jobs=jobs, seconds=time.perf_counter() - t0, interrupted=interrupted,
+                       info=info)
+    if opts.html:
+        _write_html(opts, result)
+    return result
+
+
+#: Enhancer.info keys shown on the console (first three) and on the HTML page.
+_INFO_KEYS = ("model", "backend", "device", "precision", "model_name", "preset", "params",
+              "threads", "max_pixels", "tile", "reason")
+
+
+def _describe(info: dict, n_work: int, n_skip: int, out_dir: Path) -> str:
+    parts = [f"{k}={display_path(Path(info[k]).name) if k == 'model' else info[k]}"
+             for k in _INFO_KEYS[:4] if info.get(k)]
+    reason = info.get("reason")
+    line = f"engan-infer: {n_work} image(s) -> {display_path(out_dir)}"
+    if n_skip:
+        line += f" ({n_skip} already done or failed)"
+    if parts:
+        line += " | " + " ".join(parts)
+    if reason:
+        line += f" ({reason})"
+    return line
+
+
+def _write_html(opts: InferOptions, result: RunResult) -> None:
+    entries = [ReportEntry(input_path=j.src, output_path=j.out, status=j.status, reason=j.reason,
+                           compare_path=j.compare if j.status != "failed" else None,
+                           size=j.size, mode=j.mode, seconds=j.seconds)
+               for j in result.jobs]
+    n_done = result.count("enhanced")
+    info = {k: display_path(result.info[k]) if k == "model" else result.info[k]
+            for k in _INFO_KEYS if result.info.get(k) not in (None, "")}
+    info.update({
+        "output": f"--ext {opts.ext}" + (f", --suffix {opts.suffix}" if opts.suffix else ""),
+        "workers / batch": f"{opts.workers} / {opts.batch}",
+        "throughput": f"{n_done / result.seconds:.2f} images/s" if n_done and result.seconds else "n/a",
+    })
+    write_index_html(opts.output_dir / "index.html", entries, info=info, summary=result.summary)
+
+
+# --------------------------------------------------------------------------- click
+
+
+@click.command(
+    "engan-infer",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=(
+        "Exit codes: 0 all enhanced (or skipped), 1 some files failed (each printed as "
+        "'FAILED <path>: <reason>'), 2 usage error (nothing processed), 130 interrupted.\n\n"
+        "Examples:\n\n"
+        "  engan-infer photos/ out/\n\n"
+        "  engan-infer 'shots/**/*.jpg' out/ --ext jpg --quality 90 --html\n\n"
+        "  engan-infer big.tif out/ --model model.onnx --tile 512 --compare"),
+)
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
+@click.argument("output_dir", metavar="OUTPUT_DIR", nargs=1, type=click.Path(path_type=Path))
+@click.option("--model", default=None, metavar="PATH|NAME",
+              help="Model to run: an .onnx file, a TensorRT .engine/.plan, a .safetensors "
+                   "checkpoint (needs torch), or the name of a shipped model.  "
+                   "[default: the shipped model]")
+@click.option("--backend", type=click.Choice(["auto", "ort", "trt", "torch"], case_sensitive=False),
+              default="auto", show_default=True,
+              help="Inference engine. auto picks TensorRT > ONNX Runtime CUDA > ONNX Runtime CPU "
+                   "from what is installed and says which it picked.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"], case_sensitive=False),
+              default="auto", show_default=True, help="Where to run the model.")
+@click.option("--ext", type=click.Choice(["png", "jpg", "webp", "same"], case_sensitive=False),
+              default="png", show_default=True,
+              help="Output format. png keeps 16 bits and alpha; jpg flattens alpha onto white "
+                   "and rounds 16-bit to 8-bit (said once); same keeps each input's format "
+                   "(PNG, JPEG, WebP, BMP, TIFF; others become PNG).")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True,
+              help="JPEG/WebP quality.")
+@click.option("--suffix", default="", show_default=True, metavar="STR",
+              help="Appended to each output name before the extension, e.g. _enhanced.")
+@click.option("--skip-existing", is_flag=True,
+              help="Keep outputs that already exist and enhance only the missing ones "
+                   "(resume an interrupted run).  [default: refuse to run if any exists]")
+@click.option("--overwrite", is_flag=True,
+              help="Replace outputs that already exist.  [default: refuse to run if any exists]")
+@click.option("-r", "--recursive", is_flag=True,
+              help="Enter sub-folders of folder inputs and mirror their tree under OUTPUT_DIR.  "
+                   "[default: only the folder's own files]")
+@click.option("--max-pixels", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Pixel budget of one model call; larger images are processed as "
+                   "overlapping tiles blended together; 0 never tiles.  "
+                   "[default: the runtime's, 1000000]")
+@click.option("--tile", type=click.IntRange(min=16), default=None, metavar="N",
+              help="Force square tiles of N pixels (a multiple of 16, at least 80) for every image.  "
+                   "[default: tile only above --max-pixels]")
+@click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Threads the backend may use for one image.  [default: the backend's choice]")
+@click.option("--max-image-pixels", type=click.IntRange(min=0), default=DEFAULT_MAX_IMAGE_PIXELS,
+              show_default=True, metavar="N",
+              help="Decompression-bomb guard: refuse files whose header claims more pixels, "
+                   "before decoding them. 0 turns the guard off (trusted files only).")
+@click.option("-j", "--workers", type=click.IntRange(0, 64), default=2, show_default=True,
+              metavar="N",
+              help="Decode threads and encode threads that overlap inference. 0 does "
+                   "everything in one thread.")
+@click.option("--batch", type=click.IntRange(1, 256), default=1, show_default=True, metavar="N",
+              help="Enhance up to N consecutive same-size images in one model call.")
+@click.option("--compare", is_flag=True,
+              help="Also write <name>_compare.<ext>: input | output side by side (twice as wide).")
+@click.option("--html", is_flag=True,
+              help="Write OUTPUT_DIR/index.html showing every input next to its result, with "
+                   "sizes, timings and the backend used (links are relative).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bar, warnings or summary; only 'FAILED' lines are printed.")
+def main(inputs: tuple[str, ...], output_dir: Path, model: str | None, backend: str, device: str,
+         ext: str, quality: int, suffix: str, skip_existing: bool, overwrite: bool,
+         recursive: bool, max_pixels: int | None, tile: int | None, threads: int | None,
+         max_image_pixels: int, workers: int, batch: int, compare: bool, html: bool,
+         quiet: bool) -> None:
+    """Enhance low-light photos with EnlightenGAN, without PyTorch.
+
+    INPUT... are image files, folders or glob patterns (quote them to let engan-infer
+    expand them, '**' included). Each output is written to OUTPUT_DIR (created if
+    missing) at the input's size, atomically: a file there is complete or absent,
+    even if the run is killed. Grey stays grey, alpha is kept, 16-bit PNGs stay 16-bit
+    (with --ext png), EXIF orientation is applied and ICC profiles are kept.
+
+    A file that cannot be read, decoded or written prints one 'FAILED <path>: <reason>'
+    line and the others go on. The last line is 'N enhanced, M failed, K skipped in T s'.
+    """
+    if skip_existing and overwrite:
+        raise click.UsageError("--skip-existing and --overwrite contradict each other; pass one")
+    if os.sep in suffix or (os.altsep and os.altsep in suffix):
+        raise click.BadParameter("must not contain a path separator", param_hint="--suffix")
+    if tile is not None:
+        budget = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+        if tile % PAD_MULTIPLE:
+            raise click.BadParameter(f"must be a multiple of {PAD_MULTIPLE}, got {tile}", param_hint="--tile")
+        if tile < DEFAULT_OVERLAP + PAD_MULTIPLE:
+            raise click.BadParameter(
+                f"must be at least {DEFAULT_OVERLAP + PAD_MULTIPLE} (tiles overlap by {DEFAULT_OVERLAP} px), "
+                f"got {tile}", param_hint="--tile")
+        if budget and tile * tile > budget:
+            raise click.BadParameter(
+                f"{tile}x{tile} tiles exceed the {budget}-pixel budget of one model call; "
+                f"use a smaller --tile or raise --max-pixels to at least {tile * tile}", param_hint="--tile")
+    opts = InferOptions(
+        inputs=tuple(inputs), output_dir=output_dir, model=model, backend=backend.lower(),
+        device=device.lower(), ext=ext.lower(), quality=quality, suffix=suffix,
+        existing="skip" if skip_existing else "overwrite" if overwrite else "refuse",
+        recursive=recursive, max_pixels=max_pixels, tile=tile, threads=threads,
+        max_image_pixels=max_image_pixels, workers=workers, batch=batch, compare=compare,
+        html=html, quiet=quiet)
+    result = run(opts)
+    if not quiet:
+        if result.interrupted:
+            click.echo("interrupted: outputs written so far are complete; rerun with "
+                       "--skip-existing to finish", err=True)
+        click.echo(result.summary)
+    click.get_current_context().exit(result.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

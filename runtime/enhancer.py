@@ -1,0 +1,461 @@
+"""``Enhancer``: the object users touch. It owns one backend and the shared pre/post.
+
+>>> from engan.runtime import Enhancer
+>>> enh = Enhancer.load("exports/x/model.onnx")        # or a shipped name, or None
+>>> out = enh.enhance(photo)                           # numpy HxWx3 uint8 or PIL image
+>>> enh.info["backend"], enh.info["reason"]
+
+What ``enhance`` accepts and returns (always the same kind and size as the input):
+
+* numpy ``HxWx3`` RGB, ``HxW`` / ``HxWx1`` grayscale, ``HxWx2`` gray+alpha, ``HxWx4``
+  RGBA; dtype ``uint8``, ``uint16`` (processed in float, returned 16-bit) or float in
+  [0, 1] (returned as the same float dtype);
+* PIL images: ``RGB``; ``L``/``LA`` (the gray channel is replicated to RGB, the
+  result's Rec.601 luma comes back as gray); ``RGBA``/``LA``/``PA`` (alpha is carried
+  through untouched); ``I;16``/``I;16B``/``I;16L``/``I`` 16-bit grayscale (returned in
+  the same mode); ``F`` (float gray in [0, 1]); ``1`` (returned as ``L``); ``P``
+  palette images come back as ``RGB`` (``RGBA`` when the palette has transparency),
+  ``CMYK``/``YCbCr``/``LAB``/``HSV`` as ``RGB``; ``RGBX``/``RGBa``/``La`` in their own
+  mode. The returned image carries the input's ``info`` (ICC profile, EXIF bytes, dpi)
+  whenever its mode is unchanged. EXIF orientation is the caller's job (``engan-infer``
+  applies it when decoding files).
+
+Thread safety: an Enhancer may be shared by threads. Pre/post-processing runs in
+the calling thread; the backend call itself is serialised by a lock (TensorRT
+execution contexts are not thread-safe; ONNX Runtime already uses every core per
+call, and one call at a time keeps memory within ``max_pixels``). Results are
+identical to sequential use.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from engan.runtime import prepost
+from engan.runtime.backends.base import Backend, ModelLoadError
+from engan.runtime.select import Selection, backend_class, canonical_backend, model_kind, select_backend
+from engan.runtime.shipped import default_model_path, list_shipped, shipped_model_path
+
+ImageLike = Any  # numpy array or PIL.Image.Image
+Restore = Callable[[np.ndarray], Any]
+
+#: PIL modes converted to a working mode; the result keeps the working mode.
+_TO_RGB_MODES = {"CMYK", "YCbCr", "LAB", "HSV"}
+#: PIL modes converted to a working mode and converted back afterwards.
+_ROUND_TRIP_MODES = {"RGBX": "RGB", "RGBa": "RGBA", "La": "LA"}
+_I16_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
+
+
+def resolve_model(model: str | os.PathLike | None, backend: str = "auto") -> Path:
+    """Map ``model`` (a path, a shipped model name or None) to a file or run folder.
+
+    Raises:
+        ModelNotShippedError: ``None`` or a shipped name while no such model ships.
+        FileNotFoundError: a path that does not exist (the message says what to pass).
+    """
+    kind = "safetensors" if canonical_backend(backend) == "torch" else "onnx"
+    if model is None:
+        return default_model_path(kind)
+    p = Path(model).expanduser()
+    if p.exists():
+        return p
+    text = str(model)
+    looks_like_name = os.sep not in text and "/" not in text and p.suffix.lower() not in (
+        ".onnx", ".engine", ".plan", ".safetensors",
+    )
+    if looks_like_name:
+        return shipped_model_path(text, kind)
+    shipped = list_shipped(kind)
+    raise FileNotFoundError(
+        f"model not found: {p}; pass an existing .onnx (from `engan export`), .engine/.plan, .safetensors file or "
+        f"run folder, or a shipped model name ({', '.join(shipped) if shipped else 'none ships with this build yet'})"
+    )
+
+
+def _check_tiling(max_pixels: int | None, tile: int | None, overlap: int) -> None:
+    """Refuse tiling settings that cannot work, before any model is loaded."""
+    if max_pixels is not None and max_pixels < 0:
+        raise ValueError(f"max_pixels must be >= 0 (0 or None: no limit), got {max_pixels}")
+    if overlap < 0:
+        raise ValueError(f"overlap must be >= 0 pixels, got {overlap}")
+    if tile is None:
+        return
+    if tile <= 0 or tile % prepost.PAD_MULTIPLE:
+        raise ValueError(f"tile must be a positive multiple of {prepost.PAD_MULTIPLE}, got {tile}")
+    if max_pixels and tile * tile > max_pixels:
+        raise ValueError(f"tile {tile}x{tile} exceeds max_pixels={max_pixels}; lower the tile or raise max_pixels")
+    if tile - overlap < prepost.PAD_MULTIPLE:
+        raise ValueError(f"tile {tile} leaves no room beside a {overlap} px overlap; use a tile of at least {overlap + 16}")
+
+
+def _construct(sel: Selection, threads: int | None, providers: Sequence[str] | None, precision: str) -> Backend:
+    cls = backend_class(sel.backend)
+    if sel.backend == "ort":
+        return cls(sel.model, device=sel.device, threads=threads, providers=providers)
+    if sel.backend == "trt":
+        return cls(sel.model, device=sel.device)
+    return cls(sel.model, device=sel.device, precision=precision, threads=threads)
+
+
+class Enhancer:
+    """Low-light enhancement with one backend (ONNX Runtime, TensorRT or PyTorch).
+
+    Build it with :meth:`load`. See the module docstring for accepted image kinds and
+    thread safety.
+
+    Args:
+        backend: a loaded backend (see :mod:`engan.runtime.backends`).
+        max_pixels: the most pixels (N*H*W after padding) one backend call may see;
+            larger images are tiled, larger batches split. None/0: no limit.
+        tile: force square tiles of this side (a multiple of 16).
+        overlap: tile overlap in pixels.
+        reason: why this backend was chosen (shown in :attr:`info`).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        max_pixels: int | None = prepost.DEFAULT_MAX_PIXELS,
+        tile: int | None = None,
+        overlap: int = prepost.DEFAULT_OVERLAP,
+        reason: str = "",
+    ) -> None:
+        _check_tiling(max_pixels, tile, overlap)
+        self.backend = backend
+        self.max_pixels = max_pixels
+        self.tile = tile
+        self.overlap = overlap
+        self.reason = reason
+        self._lock = threading.Lock()
+        shape_max, shape_min = backend.info.shape_max, backend.info.shape_min
+        self._max_batch = int(shape_max[0]) if shape_max else None
+        self._max_hw = (int(shape_max[2]), int(shape_max[3])) if shape_max else None
+        self._min_hw = (int(shape_min[2]), int(shape_min[3])) if shape_min else None
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(
+        cls,
+        model: str | os.PathLike | None = None,
+        backend: str = "auto",
+        device: str = "auto",
+        max_pixels: int | None = prepost.DEFAULT_MAX_PIXELS,
+        tile: int | None = None,
+        threads: int | None = None,
+        overlap: int = prepost.DEFAULT_OVERLAP,
+        providers: Sequence[str] | None = None,
+        precision: str = "fp32",
+    ) -> "Enhancer":
+        """Load a model on the best (or the named) backend.
+
+        Args:
+            model: an ``.onnx`` file (ONNX Runtime), an ``.engine``/``.plan`` (TensorRT), a
+                ``.safetensors`` generator or run folder (PyTorch), a shipped model name
+                (e.g. ``"engan-lite"``), or None for the shipped default.
+            backend: ``auto`` (TensorRT > ONNX Runtime CUDA > ONNX Runtime CPU for an
+                ``.onnx``), ``ort``, ``trt`` or ``torch``.
+            device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+            max_pixels: per-call pixel budget; images above it are tiled (default
+                :data:`engan.runtime.prepost.DEFAULT_MAX_PIXELS`, sized for a 4K photo
+                within ~2 GB on a CPU with the paper model). None/0: never tile.
+            tile: force tiling with square tiles of this side (multiple of 16).
+            threads: CPU intra-op threads (default: physical cores).
+            overlap: tile overlap in pixels.
+            providers: explicit ONNX Runtime providers (e.g. with ``TensorrtExecutionProvider``).
+            precision: ``fp32``/``fp16`` for the PyTorch backend (fp16 on CUDA only);
+                for ONNX/TensorRT the precision is the artefact's (pick ``model.fp16.onnx``).
+
+        Raises:
+            ModelNotShippedError: no model given and none ships (the message says what to pass).
+            FileNotFoundError / ModelLoadError: missing, corrupt or foreign model files (named).
+            BackendUnavailable: the backend's library is missing (the message names the pip extra).
+        """
+        _check_tiling(max_pixels, tile, overlap)
+        path = resolve_model(model, backend)
+        sel = select_backend(path, backend, device)
+        if precision != "fp32" and sel.backend != "torch":
+            raise ValueError(
+                f"precision={precision!r} applies to the PyTorch backend only; the {sel.backend} backend runs the "
+                "artefact's precision (pass model.fp16.onnx / an fp16 engine instead)"
+            )
+        auto = canonical_backend(backend) == "auto"
+        try:
+            be = _construct(sel, threads, providers, precision)
+        except Exception as e:
+            first = (str(e).splitlines() or [type(e).__name__])[0]
+            if auto and sel.backend == "trt" and model_kind(path) == "onnx":
+                # an engine that cannot load here (sidecar mismatch, broken install): the ONNX still runs
+                warnings.warn(f"TensorRT could not load {sel.model} ({first}); using ONNX Runtime", RuntimeWarning,
+                              stacklevel=2)
+                sel = Selection("ort", path, sel.device, f"ONNX Runtime: TensorRT failed to load {sel.model.name} ({first})")
+                be = _construct(sel, threads, providers, precision)
+            elif (auto and (device or "auto").lower() == "auto" and sel.backend == "ort" and sel.device != "cpu"
+                  and not providers and not isinstance(e, ModelLoadError)):
+                # the CUDA provider failed to start (drivers, cuDNN): the CPU still works
+                warnings.warn(f"ONNX Runtime could not run on {sel.device} ({first}); using the CPU", RuntimeWarning,
+                              stacklevel=2)
+                sel = Selection("ort", path, "cpu", f"ONNX Runtime CPU: the CUDA session failed ({first})")
+                be = _construct(sel, threads, providers, precision)
+            else:
+                raise
+        reason = sel.reason
+        note = getattr(be, "fallback_note", "")
+        if note:
+            reason = f"{reason}; {note}"
+        return cls(be, max_pixels=max_pixels, tile=tile, overlap=overlap, reason=reason)
+
+    # ------------------------------------------------------------------ info
+    @property
+    def info(self) -> dict[str, Any]:
+        """Backend, device, precision, model name/version, providers, versions, reason, tiling settings."""
+        bi, meta = self.backend.info, self.backend.meta
+        return {
+            "backend": bi.name,
+            "device": bi.device,
+            "precision": bi.precision,
+            "model": bi.model_path,
+            "model_name": meta.model_name,
+            "model_version": meta.version,
+            "preset": meta.preset,
+            "params": meta.params,
+            "providers": list(bi.providers),
+            "versions": dict(bi.versions),
+            "threads": bi.threads,
+            "reason": self.reason,
+            "max_pixels": self.max_pixels,
+            "tile": self.tile,
+            "overlap": self.overlap,
+            "pad_multiple": int(meta.pad_multiple or prepost.PAD_MULTIPLE),
+        }
+
+    def __repr__(self) -> str:
+        i = self.info
+        return f"Enhancer(backend={i['backend']!r}, device={i['device']!r}, model={i['model_name']!r})"
+
+    # ------------------------------------------------------------------ running
+    def _run_backend(self, x: np.ndarray) -> np.ndarray:
+        pads = (0, 0, 0, 0)
+        if self._min_hw and (x.shape[2] < self._min_hw[0] or x.shape[3] < self._min_hw[1]):
+            x, pads = prepost.pad_to_at_least(x, *self._min_hw)  # e.g. below a TensorRT profile's min shape
+        with self._lock:
+            y = self.backend.run(np.ascontiguousarray(x))
+        return prepost.crop_padding(y, pads) if any(pads) else y
+
+    def enhance_nchw(self, x: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Enhance float32 NCHW RGB in [0, 1] of any size (padding/tiling done here).
+
+        Args:
+            x: float32 array N x 3 x H x W, values in [0, 1].
+            progress: optional ``progress(done, total)`` called per tile of tiled images.
+
+        Returns:
+            float32 array of the same shape, values in [0, 1].
+        """
+        return prepost.enhance_nchw(
+            self._run_backend,
+            x,
+            max_pixels=self.max_pixels,
+            tile=self.tile,
+            overlap=self.overlap,
+            multiple=int(self.backend.meta.pad_multiple or prepost.PAD_MULTIPLE),
+            progress=progress,
+            max_batch=self._max_batch,
+            max_hw=self._max_hw,
+        )
+
+    def enhance(self, image: ImageLike, progress: Callable[[int, int], None] | None = None) -> ImageLike:
+        """Enhance one image; returns the same kind (numpy array or PIL image), size and mode.
+
+        Args:
+            image: see the module docstring for the accepted arrays and PIL modes.
+            progress: optional ``progress(done, total)`` per tile when the image is tiled.
+        """
+        rgb, restore = self._prepare(image)
+        x = prepost.hwc_to_nchw(rgb)
+        del rgb  # keep one float copy of a large image alive, not two
+        y = self.enhance_nchw(x, progress)
+        del x
+        return restore(prepost.nchw_to_hwc(y)[0])
+
+    def enhance_batch(self, images: Sequence[ImageLike]) -> list[ImageLike]:
+        """Enhance several images; same-size images run stacked along N, others one by one.
+
+        Returns:
+            The results in input order, each of its input's kind.
+        """
+        prepared = [self._prepare(im) for im in images]
+        out: list[Any] = [None] * len(prepared)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (rgb, _) in enumerate(prepared):
+            groups.setdefault(rgb.shape, []).append(i)
+        for idxs in groups.values():
+            stack = np.stack([prepared[i][0] for i in idxs])
+            y = prepost.nchw_to_hwc(self.enhance_nchw(prepost.hwc_to_nchw(stack)))
+            for k, i in enumerate(idxs):
+                out[i] = prepared[i][1](y[k])
+        return out
+
+    def warmup(self, size: tuple[int, int] | None = None, runs: int = 1) -> float:
+        """Run the backend on a blank image so the first real call is not slow.
+
+        Args:
+            size: (H, W) to warm up at (rounded up to 16, kept inside a TensorRT
+                profile's min/max); default 256x256.
+            runs: how many calls.
+
+        Returns:
+            Seconds the last call took.
+        """
+        h, w = size or (256, 256)
+        m = int(self.backend.meta.pad_multiple or prepost.PAD_MULTIPLE)
+        h, w = max(m, -(-h // m) * m), max(m, -(-w // m) * m)
+        if self._max_hw:
+            h, w = min(h, self._max_hw[0]), min(w, self._max_hw[1])
+        smin = self.backend.info.shape_min
+        if smin:
+            h, w = max(h, int(smin[2])), max(w, int(smin[3]))
+        x = np.zeros((1, 3, h, w), dtype=np.float32)
+        elapsed = 0.0
+        for _ in range(max(1, runs)):
+            t0 = time.perf_counter()
+            self._run_backend(x)
+            elapsed = time.perf_counter() - t0
+        return elapsed
+
+    def close(self) -> None:
+        """Release the backend (sessions, engines, device memory)."""
+        self.backend.close()
+
+    def __enter__(self) -> "Enhancer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ image kinds
+    def _prepare(self, image: ImageLike) -> tuple[np.ndarray, Restore]:
+        """Split an image into float32 HxWx3 RGB and a function that rebuilds the result's kind."""
+        if isinstance(image, np.ndarray):
+            return _prepare_array(image)
+        if _is_pil(image):
+            return _prepare_pil(image)
+        raise TypeError(
+            f"enhance() takes a numpy HxWx3 array or a PIL image, got {type(image).__name__}; decode files first "
+            "(engan-infer does it for you)"
+        )
+
+
+def _is_pil(obj: Any) -> bool:
+    mod = type(obj).__module__
+    if not mod.startswith("PIL."):
+        return False
+    from PIL import Image
+
+    return isinstance(obj, Image.Image)
+
+
+def _prepare_array(a: np.ndarray) -> tuple[np.ndarray, Restore]:
+    """numpy HxW, HxWx1 (gray), HxWx2 (gray+alpha), HxWx3 (RGB), HxWx4 (RGBA)."""
+    dtype = a.dtype
+    if a.ndim == 2:
+        channels, squeeze = 1, True
+        a = a[..., None]
+    elif a.ndim == 3 and a.shape[-1] in (1, 2, 3, 4):
+        channels, squeeze = a.shape[-1], False
+    else:
+        raise ValueError(
+            f"expected an HxWx3 RGB image (or HxW / HxWx1 gray, HxWx2 gray+alpha, HxWx4 RGBA), got shape {a.shape}"
+        )
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"the image is empty (shape {a.shape})")
+    gray = channels in (1, 2)
+    alpha = a[..., -1:].copy() if channels in (2, 4) else None
+    if gray:
+        rgb = prepost.gray_to_rgb(prepost.to_float(a[..., 0]))
+    else:
+        rgb = prepost.to_float(a[..., :3])
+
+    def restore(y: np.ndarray) -> np.ndarray:
+        if gray:
+            body = prepost.from_float(prepost.rgb_to_luma(y), dtype)[..., None]
+        else:
+            body = prepost.from_float(y, dtype)
+        out = body if alpha is None else np.concatenate([body, alpha.astype(body.dtype, copy=False)], axis=-1)
+        return out[..., 0] if squeeze else out
+
+    return rgb, restore
+
+
+def _prepare_pil(im: Any) -> tuple[np.ndarray, Restore]:
+    """PIL image -> float RGB + restore, following the mode table in the module docstring."""
+    from PIL import Image
+
+    mode = im.mode
+    info = dict(im.info)
+    back_mode: str | None = None  # convert the result back to this mode
+    if mode in _I16_MODES:
+        raw = np.asarray(im)
+        rgb, restore_arr = _prepare_array(raw.astype(np.uint16))
+
+        def restore(y: np.ndarray) -> Any:
+            out = restore_arr(y).astype(raw.dtype)
+            res = Image.frombytes(mode, (out.shape[1], out.shape[0]), out.tobytes())
+            res.info.update(info)
+            return res
+
+        return rgb, restore
+    if mode == "I":
+        raw = np.asarray(im)
+        rgb, restore_arr = _prepare_array(np.clip(raw, 0, 65535).astype(np.uint16))
+
+        def restore_i(y: np.ndarray) -> Any:
+            res = Image.fromarray(restore_arr(y).astype(np.int32))
+            res.info.update(info)
+            return res
+
+        return rgb, restore_i
+    if mode == "F":
+        rgb, restore_arr = _prepare_array(np.asarray(im, dtype=np.float32))
+
+        def restore_f(y: np.ndarray) -> Any:
+            res = Image.fromarray(restore_arr(y).astype(np.float32))
+            res.info.update(info)
+            return res
+
+        return rgb, restore_f
+    keep_info = True
+    if mode == "1":
+        im, keep_info = im.convert("L"), False
+    elif mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in im.info
+        im, keep_info = im.convert("RGBA" if has_alpha else "RGB"), False
+    elif mode in _TO_RGB_MODES:
+        im, keep_info = im.convert("RGB"), False
+    elif mode in _ROUND_TRIP_MODES:
+        back_mode = mode
+        im = im.convert(_ROUND_TRIP_MODES[mode])
+    elif mode not in ("RGB", "RGBA", "L", "LA"):
+        im, keep_info = im.convert("RGB"), False
+    arr = np.asarray(im)
+    rgb, restore_arr = _prepare_array(arr)
+
+    def restore_pil(y: np.ndarray) -> Any:
+        res = Image.fromarray(restore_arr(y))
+        if back_mode:
+            res = res.convert(back_mode)
+        if keep_info:
+            res.info.update({k: v for k, v in info.items() if k != "transparency"})
+        return res
+
+    return rgb, restore_pil
+
+
+def load(model: str | os.PathLike | None = None, **kwargs: Any) -> Enhancer:
+    """Shortcut for :meth:`Enhancer.load` (same arguments)."""
+    return Enhancer.load(model, **kwargs)

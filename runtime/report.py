@@ -1,0 +1,166 @@
+"""Result pages and before|after images for ``engan-infer`` (``--html``, ``--compare``). Torch-free.
+
+The HTML page mirrors the result page of the original EnlightenGAN/CycleGAN code (a
+table of input next to output) with what a user wants to know besides: the size of
+each image, how long it took, the backend that ran it, and why a file failed. Every
+link is relative to the page, so the output folder can be moved or zipped along with
+the inputs it points to.
+"""
+from __future__ import annotations
+
+import html
+import os
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from PIL import Image
+
+from engan.runtime.imageio import Pixels, atomic_output, to_8bit
+
+#: Extensions browsers display inline; other inputs (TIFF, PPM, ...) get a plain link.
+BROWSER_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".gif", ".webp",
+                                ".bmp", ".avif", ".svg"})
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """A printable form of a path: undecodable bytes of non-UTF-8 names shown as ``\\xNN``."""
+    raw = os.fsencode(path)
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
+def href(target: str | os.PathLike, start: str | os.PathLike) -> str:
+    """A relative URL from folder ``start`` to ``target``, percent-encoded byte for byte."""
+    rel = os.path.relpath(os.path.abspath(target), os.path.abspath(start))
+    return urllib.parse.quote(os.fsencode(rel).replace(os.sep.encode(), b"/"), safe="/")
+
+
+def compare_image(before: Pixels, after: Pixels) -> Image.Image:
+    """Before and after side by side: an 8-bit image twice as wide as the input.
+
+    Grey pairs stay grey, anything with alpha becomes RGBA, the rest RGB; 16-bit pixels
+    are rounded to 8 bits (the compare image is for looking at, not for further work).
+    """
+    a, b = to_8bit(before), to_8bit(after)
+    if a.size != b.size:
+        raise ValueError(f"compare_image needs equal sizes, got {a.size} and {b.size}")
+    modes = {a.mode, b.mode}
+    if modes <= {"L"}:
+        mode = "L"
+    elif modes & {"LA", "RGBA"}:
+        mode = "RGBA"
+    else:
+        mode = "RGB"
+    w, h = a.size
+    out = Image.new(mode, (2 * w, h))
+    out.paste(a.convert(mode), (0, 0))
+    out.paste(b.convert(mode), (w, 0))
+    return out
+
+
+@dataclass
+class ReportEntry:
+    """One input's line on the result page.
+
+    Attributes:
+        input_path: the input file.
+        output_path: the enhanced file (None when it failed before writing).
+        status: ``enhanced``, ``skipped`` (output already there) or ``failed``.
+        reason: why it failed (the one-line reason printed on the console).
+        compare_path: the before|after image, when ``--compare`` wrote one.
+        size: (width, height) of the input, when it was decoded.
+        mode: decoded mode (``RGB``, ``I;16``, ``RGBA;16`` ...).
+        seconds: inference time for this image (its share of a batch).
+    """
+
+    input_path: Path
+    output_path: Path | None
+    status: str
+    reason: str = ""
+    compare_path: Path | None = None
+    size: tuple[int, int] | None = None
+    mode: str = ""
+    seconds: float | None = None
+
+
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
+h1{font-size:1.4em;margin:0 0 .3em} table{border-collapse:collapse;width:100%}
+td,th{border-bottom:1px solid #ddd;padding:.5em;vertical-align:top;text-align:left}
+td.img{width:42%} td.img img{max-width:100%;max-height:70vh;display:block;background:#eee}
+.meta{color:#555;font-size:.9em} .failed{color:#b00020} .skipped{color:#8a6d00}
+dl{display:grid;grid-template-columns:max-content auto;gap:.1em 1em;margin:.5em 0 1.5em}
+dt{color:#555} dd{margin:0}
+"""
+
+
+def _cell_image(path: Path | None, page_dir: Path, label: str) -> str:
+    if path is None:
+        return '<td class="img"></td>'
+    url = html.escape(href(path, page_dir), quote=True)
+    name = html.escape(display_path(path.name))
+    if path.suffix.lower() in BROWSER_EXTENSIONS:
+        inner = f'<img src="{url}" alt="{label}: {name}" loading="lazy">'
+    else:
+        inner = f"{label}: {name} (no browser preview for {html.escape(path.suffix)})"
+    return f'<td class="img"><a href="{url}">{inner}</a></td>'
+
+
+def _row(e: ReportEntry, page_dir: Path) -> str:
+    name = html.escape(display_path(e.input_path.name))
+    meta = []
+    if e.size:
+        meta.append(f"{e.size[0]}&times;{e.size[1]}")
+    if e.mode:
+        meta.append(html.escape(e.mode))
+    if e.seconds is not None:
+        meta.append(f"{e.seconds * 1000:.0f} ms")
+    status = f'<div class="{e.status}">{e.status}</div>'
+    if e.reason:
+        status += f'<div class="failed">{html.escape(e.reason)}</div>'
+    links = ""
+    if e.compare_path is not None:
+        links = f'<div><a href="{html.escape(href(e.compare_path, page_dir), quote=True)}">before|after</a></div>'
+    info = (f'<td><b>{name}</b><div class="meta">{" &middot; ".join(meta)}</div>{status}{links}</td>')
+    out = e.output_path if e.status != "failed" else None
+    return f"<tr>{info}{_cell_image(e.input_path, page_dir, 'input')}{_cell_image(out, page_dir, 'output')}</tr>"
+
+
+def render_index_html(entries: Iterable[ReportEntry], page_dir: str | os.PathLike, *,
+                      title: str = "engan-infer results", info: dict[str, Any] | None = None,
+                      summary: str = "") -> str:
+    """The result page as a string (see :func:`write_index_html`)."""
+    page_dir = Path(page_dir)
+    rows = "\n".join(_row(e, page_dir) for e in entries)
+    details = "".join(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v))}</dd>"
+                      for k, v in (info or {}).items())
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p><dl>{details}</dl>\n"
+        "<table><thead><tr><th>file</th><th>input</th><th>enhanced</th></tr></thead><tbody>\n"
+        f"{rows}\n</tbody></table></body></html>\n"
+    )
+
+
+def write_index_html(path: str | os.PathLike, entries: Iterable[ReportEntry], *,
+                     title: str = "engan-infer results", info: dict[str, Any] | None = None,
+                     summary: str = "") -> Path:
+    """Atomically write the result page; links are relative to the page's folder.
+
+    Args:
+        path: the page, usually ``OUTPUT_DIR/index.html``.
+        entries: one per input, in the order to show them.
+        title: page title.
+        info: key/value facts shown above the table (backend, model, settings).
+        summary: the run's summary line.
+
+    Returns:
+        ``path`` as a Path.
+    """
+    path = Path(path)
+    page = render_index_html(entries, path.parent, title=title, info=info, summary=summary)
+    with atomic_output(path) as fh:
+        fh.write(page.encode("utf-8"))
+    return path

