@@ -123,8 +123,8 @@ def skip_reason(spec: RunnerSpec, model: BenchModel | None, quick: bool, cpu: di
     if spec.key == "eager-bf16":
         flags = cpu["flags"]
         if not (flags.get("avx512_bf16") or flags.get("amx_bf16")):
-            return (f"CPU ({cpu['model_name']}) has no native bf16 (no AVX-512 BF16/AMX): bf16 is emulated, "
-                    "measured ~100x slower than fp32 (see machine.peak_gflops.bf16)")
+            return (f"CPU ({cpu['model_name']}) has no native bf16 (no AVX-512 BF16/AMX): bf16 is emulated and "
+                    "far slower than fp32 here (compare machine.peak_gflops bf16 vs fp32 in the results)")
     if spec.key == "compile-fp32" and shutil.which("g++") is None and shutil.which("c++") is None:
         return "torch.compile (inductor) needs a C++ compiler (g++) on the CPU"
     if spec.key == "ort-int8" and model is not None and model.onnx_int8 is None:

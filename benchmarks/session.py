@@ -103,10 +103,12 @@ class BenchSession:
         out = Measured()
         runners: list[Runner] = []
         sizes = sorted(st.sizes, key=lambda hw: hw[0] * hw[1])
+        # TensorRT profiles: every size at batch 1; the batch sweep gets one engine for its size.
+        lo, hi, max_batch = (sizes[0], sizes[-1], 1) if batch == 1 else (size, size, max(GPU_BATCHES))
         for spec in self._available(preset, device):
             try:
-                runners.append(build_runner(spec, model, st.threads, self.workdir, min_hw=sizes[0],
-                                            max_hw=sizes[-1], max_batch=max(GPU_BATCHES) if device == "cuda" else 1))
+                runners.append(build_runner(spec, model, st.threads, self.workdir, min_hw=lo, max_hw=hi,
+                                            max_batch=max_batch))
             except Exception as e:  # noqa: BLE001 - the test of that runner fails with this message
                 out.errors[spec.key] = f"{type(e).__name__}: {e}"
         if not runners or not runners[0].spec.reference:

@@ -69,7 +69,7 @@ def test_e2e_folder_overhead(bench: BenchSession, e2e_preset: str, tmp_path: Pat
     enhancer = Enhancer.load(str(model.onnx_fp32), backend="ort", device="cpu", threads=st.threads)
     enhancer.warmup((400, 608))
     images = [np.asarray(Image.open(f).convert("RGB")) for f in files]
-    padded = [prepost.pad_to_multiple(prepost.hwc_to_nchw(prepost.to_float(im)))for im in images]
+    padded = [prepost.pad_to_multiple(prepost.hwc_to_nchw(prepost.to_float(im))) for im in images]
 
     def model_only() -> tuple[float, list[np.ndarray]]:
         outs, total = [], 0.0
@@ -96,7 +96,7 @@ def test_e2e_folder_overhead(bench: BenchSession, e2e_preset: str, tmp_path: Pat
         times["model"].append(dt)
         for w in WORKERS:
             times[f"w{w}"].append(pipeline(w))
-    enhancer.close() if hasattr(enhancer, "close") else None
+    enhancer.close()
 
     wall, wall_note = _console_script(files, model.onnx_fp32, tmp_path / "out-cli", st.threads)
     model_s = percentile(times["model"], 50)

@@ -123,6 +123,14 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         if tc.threads > 0 and self.device.type == "cpu":
             torch.set_num_threads(tc.threads)
+        try:
+            self._setup(resume, load_data)
+        except BaseException:
+            shutdown(self.dist)  # do not leave a DDP process group behind on a setup error
+            raise
+
+    def _setup(self, resume: bool, load_data: bool) -> None:
+        config, tc, dc = self.cfg, self.cfg.train, self.cfg.data
         self._check_run_dir(resume)
 
         # data first: a wrong folder fails in seconds, before models are built
@@ -237,8 +245,9 @@ class Trainer:
         with self._autocast():
             fake = self.G_run(low_in)  # [0, 1], unclamped in train mode
             fake_d, real_d = to_disc_range(fake), to_disc_range(normal)
-            pred = self.D_A(torch.cat([real_d, fake_d], 0))
-            g_glob = ragan_g_loss(pred[:n], pred[n:])
+            with torch.no_grad():  # C_A(x_r) has no path to G: skip its backward
+                pred_real = self.D_A(real_d)
+            g_glob = ragan_g_loss(pred_real, self.D_A(fake_d))
             fake_p, real_p = crop_patches(fake_d, offs, P), crop_patches(real_d, offs, P)
             g_loc = lsgan_g_loss(self.D_P(fake_p))
             w = self.cfg.loss.sfp_weight
@@ -313,9 +322,9 @@ class Trainer:
                 last["sec_per_step"] = now - t0
                 t0 = now
                 s = self.step_no
-                bar.update(1)
                 bar.set_postfix(G=f"{last['g_total']:.3f}", D=f"{last['d_global'] + last['d_local']:.3f}",
                                 sfp=f"{last['sfp_global']:.3f}", lr=f"{last['lr']:.1e}", refresh=False)
+                bar.update(1)
                 if self.is_main and (s % tc.log_every == 0 or s == tc.steps):
                     self._log_metrics(s, last)
                 if s % tc.save_every == 0 or s == tc.steps:

@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from engan.export.onnx import DEFAULT_OPSET, read_metadata, set_metadata
 from engan.export.profile import ShapeProfile
@@ -218,8 +218,7 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> Expor
         t = time.perf_counter()
         result.int8 = _quantize(quantize, onnx_path, out_dir / ONNX_INT8, cfg, meta)
         seconds["int8"] = time.perf_counter() - t
-        src = f"calibrated on {cfg.calib}" if cfg.calib else "calibrated on generated images"
-        log(f"onnx int8   {result.int8} ({_mb(result.int8)}, {src}) {seconds['int8']:.1f} s")
+        log(f"onnx int8   {result.int8} ({_mb(result.int8)}, {_calib_source(cfg)}) {seconds['int8']:.1f} s")
 
     # 5. TensorRT engine
     if decision.build:
@@ -265,9 +264,10 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> Expor
 
 
 def _int8_quantizer(cfg: ExportConfig) -> Callable[..., Path]:
-    """``engan.export.quantize.quantize_int8``, or a clear error when it or ``--calib`` is unusable."""
+    """``engan.export.quantize.quantize_int8`` (its own errors re-raised as :class:`ExportError`),
+    or a clear error when it or ``--calib`` is unusable."""
     try:
-        from engan.export.quantize import quantize_int8
+        from engan.export import quantize as quantize_module
     except ModuleNotFoundError as e:
         if e.name and e.name.startswith("engan.export.quantize"):
             raise ExportError(
@@ -277,13 +277,34 @@ def _int8_quantizer(cfg: ExportConfig) -> Callable[..., Path]:
         raise
     if cfg.calib is not None and not Path(cfg.calib).is_dir():
         raise ExportError(f"--calib {cfg.calib} is not a folder; pass a folder of low-light PNG/JPEG images")
-    return quantize_int8
+    quantize_int8 = quantize_module.quantize_int8
+    quantize_error = getattr(quantize_module, "QuantizeError", ())
+
+    def run(*args: Any, **kw: Any) -> Path:
+        try:
+            return Path(quantize_int8(*args, **kw))
+        except quantize_error as e:  # type: ignore[misc]
+            raise ExportError(f"--int8 failed: {e}") from None
+
+    return run
+
+
+def _calib_source(cfg: ExportConfig) -> str:
+    if cfg.calib is not None:
+        return f"calibrated on {cfg.calib}"
+    try:
+        from engan.export.quantize import default_calib_dir
+
+        folder = default_calib_dir()
+    except ImportError:
+        folder = None
+    return f"calibrated on {folder}" if folder is not None else "calibrated on generated low-light images"
 
 
 def _quantize(quantize_int8: Callable[..., Path], fp32: Path, dst: Path, cfg: ExportConfig, meta: ArtefactMeta) -> Path:
     """Run the INT8 quantizer and make sure the file's metadata says int8 and names this checkpoint."""
     calib = Path(cfg.calib) if cfg.calib is not None else None
-    out = Path(quantize_int8(fp32, dst, calib_dir=calib, num_images=cfg.calib_images, progress=True))
+    out = quantize_int8(fp32, dst, calib_dir=calib, num_images=cfg.calib_images, progress=True)
     written = read_metadata(out)
     if written.precision != "int8" or written.checkpoint_sha256 != meta.checkpoint_sha256:
         import onnx

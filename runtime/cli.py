@@ -253,6 +253,41 @@ def _output_ext(src: Path, ext: str) -> tuple[str, str]:
     return e, EXT_TO_FORMAT[e]
 
 
+def _make_job(i: int, src: Path, rel: PurePath, opts: InferOptions) -> Job:
+    ext, fmt = _output_ext(src, opts.ext)
+    stem = Path(rel.name).stem + opts.suffix
+    parent = opts.output_dir / rel.parent
+    return Job(index=i, src=src, out=parent / (stem + ext), fmt=fmt,
+               compare=parent / f"{stem}_compare{ext}" if opts.compare else None)
+
+
+def drop_own_outputs(found: list[tuple[Path, PurePath]], opts: InferOptions
+                     ) -> tuple[list[tuple[Path, PurePath]], list[Path]]:
+    """Leave out inputs that are outputs of other inputs of this run.
+
+    With OUTPUT_DIR inside (or equal to) an input folder, a rerun would otherwise
+    enhance ``a_enh.png`` (or ``a_compare.png``) again. Only names this run would
+    produce with a ``--suffix`` or as compare images are left out: an input that
+    shares its stem with another input's output (``a.png`` beside ``a.jpg``) is
+    kept, so the refusal to overwrite inputs protects it.
+
+    Returns:
+        (inputs to keep, inputs left out).
+    """
+    producer: dict[str, int] = {}
+    for i, (src, rel) in enumerate(found):
+        job = _make_job(i, src, rel, opts)
+        if opts.suffix:
+            producer.setdefault(os.path.realpath(job.out), i)
+        if job.compare is not None:
+            producer.setdefault(os.path.realpath(job.compare), i)
+    keep, dropped = [], []
+    for i, (src, rel) in enumerate(found):
+        by = producer.get(os.path.realpath(src), i)
+        (keep if by == i else dropped).append((src, rel))
+    return keep, [src for src, _ in dropped]
+
+
 def plan_jobs(found: list[tuple[Path, PurePath]], opts: InferOptions) -> list[Job]:
     """Output paths for every input; refuses (exit 2) to write over inputs or existing files.
 
@@ -260,16 +295,11 @@ def plan_jobs(found: list[tuple[Path, PurePath]], opts: InferOptions) -> list[Jo
     Existing outputs are refused unless ``--skip-existing`` (the job is then marked
     skipped) or ``--overwrite``.
     """
-    out_dir = opts.output_dir
     input_reals = {os.path.realpath(p): p for p, _ in found}
     jobs: list[Job] = []
     claimed: dict[str, Path] = {}
     for i, (src, rel) in enumerate(found):
-        ext, fmt = _output_ext(src, opts.ext)
-        stem = Path(rel.name).stem + opts.suffix
-        parent = out_dir / rel.parent
-        job = Job(index=i, src=src, out=parent / (stem + ext), fmt=fmt,
-                  compare=parent / f"{stem}_compare{ext}" if opts.compare else None)
+        job = _make_job(i, src, rel, opts)
         for target in filter(None, (job.out, job.compare)):
             real = os.path.realpath(target)
             if real in input_reals:
@@ -572,6 +602,10 @@ def run(opts: InferOptions, enhancer: EnhancerLike | None = None) -> RunResult:
         raise click.BadParameter("no image files found in the given inputs "
                                  f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})",
                                  param_hint="INPUT")
+    found, own = drop_own_outputs(found, opts)
+    if own:
+        console.info(f"left out {len(own)} input(s) that this run writes as outputs, "
+                     f"e.g. {display_path(own[0])}")
     jobs = plan_jobs(found, opts)
     check_output_dir(out_dir)
     work = [j for j in jobs if j.status == "pending"]

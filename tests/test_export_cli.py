@@ -45,6 +45,34 @@ def test_export_fp16_triton_writes_everything_and_explains_the_engine(tmp_path, 
     assert lines[-1].startswith("done        ")
 
 
+def test_failing_parity_exits_1_names_the_artefact_and_keeps_files(monkeypatch, tmp_path, tiny_checkpoint):
+    import numpy as np
+
+    from engan.export.verify import OnnxRunner
+
+    real_run = OnnxRunner.run
+
+    def drifted_fp16(self, x):  # an FP16 graph that went wrong: ~26 dB
+        y = real_run(self, x)
+        if self.path.name == "model.fp16.onnx":
+            y = y + np.random.default_rng(0).normal(0, 0.05, y.shape).astype(np.float32)
+        return y
+
+    monkeypatch.setattr(OnnxRunner, "run", drifted_fp16)
+    out = tmp_path / "bad"
+    res = _run(["--checkpoint", str(tiny_checkpoint), "--fp16", "--out", str(out),
+                "--check-size", "32x32", "--check-size", "32x48"])
+    assert res.exit_code == 1
+    rows = [line for line in res.output.splitlines() if line.startswith("model.")]
+    assert [r.split()[0] for r in rows if r.rstrip().endswith("FAIL")] == ["model.fp16.onnx", "model.fp16.onnx"]
+    assert [r.split()[0] for r in rows if r.rstrip().endswith("ok")] == ["model.onnx", "model.onnx"]
+    err = " ".join(res.output.split("\nError: ", 1)[1].split())
+    assert err.startswith("parity check failed: model.fp16.onnx reaches only 2")
+    assert "(needs >= 35 dB" in err and "model.onnx reaches" not in err
+    assert f"The files are kept in {out} for inspection." in err
+    assert (out / "model.onnx").is_file() and (out / "model.fp16.onnx").is_file()
+
+
 def test_default_out_is_exports_model_name(tmp_path, tiny_checkpoint, monkeypatch):
     monkeypatch.chdir(tmp_path)
     res = _run(["--checkpoint", str(tiny_checkpoint), "--no-check"])

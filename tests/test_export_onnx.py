@@ -17,7 +17,6 @@ from engan.export.api import ExportConfig, ExportError, export_model, model_name
 from engan.export.verify import (  # noqa: E402
     Artefact,
     OnnxRunner,
-    ParityError,
     check_parity,
     generated_image,
     make_check_inputs,
@@ -141,29 +140,6 @@ def test_export_reports_parity_at_two_sizes_and_status_lines(exported):
     assert set(result.seconds) >= {"load", "onnx", "fp16", "check", "total"}
 
 
-def test_failing_parity_names_the_artefact_and_keeps_files(monkeypatch, tmp_path, tiny_checkpoint):
-    real_run = OnnxRunner.run
-
-    def broken_fp16(self, x):  # an FP16 graph that drifted: ~26 dB
-        y = real_run(self, x)
-        if self.path.name == "model.fp16.onnx":
-            y = y + np.random.default_rng(0).normal(0, 0.05, y.shape).astype(np.float32)
-        return y
-
-    monkeypatch.setattr(OnnxRunner, "run", broken_fp16)
-    with pytest.raises(ParityError) as e:
-        export_model(ExportConfig(checkpoint=str(tiny_checkpoint), out=str(tmp_path), fp16=True, engine=False,
-                                  check_sizes=((32, 32), (32, 48))), log=lambda s: None)
-    msg = str(e.value)
-    assert msg.startswith("parity check failed: model.fp16.onnx reaches only 2")
-    assert "(needs >= 35 dB" in msg and "model.onnx reaches" not in msg
-    assert f"The files are kept in {tmp_path}" in msg
-    assert (tmp_path / "model.onnx").is_file() and (tmp_path / "model.fp16.onnx").is_file()
-    report = e.value.result.parity
-    assert [r.artefact for r in report.failures] == ["model.fp16.onnx", "model.fp16.onnx"]
-    assert "FAIL" in report.format_table()
-
-
 def test_parity_thresholds_per_precision(exported, tiny_model, monkeypatch):
     result, _ = exported
     desc, inputs = make_check_inputs(None, ((32, 32),))
@@ -189,6 +165,9 @@ def test_check_image_is_resized_to_each_size(tmp_path):
 
 
 def test_int8_missing_quantizer_is_a_clear_error(monkeypatch, tmp_path, tiny_checkpoint):
+    import engan.export
+
+    monkeypatch.delattr(engan.export, "quantize", raising=False)  # in case another test imported it
     monkeypatch.setitem(sys.modules, "engan.export.quantize", None)
     with pytest.raises(ExportError, match=r"--int8 needs engan.export.quantize, which this engan install does not have"):
         export_model(ExportConfig(checkpoint=str(tiny_checkpoint), out=str(tmp_path), int8=True, check=False),
@@ -206,13 +185,38 @@ def test_int8_artefact_is_checked_at_30_db(monkeypatch, tmp_path, tiny_checkpoin
         return out
 
     fake.quantize_int8 = quantize_int8
+    import engan.export
+
     monkeypatch.setitem(sys.modules, "engan.export.quantize", fake)
+    monkeypatch.setattr(engan.export, "quantize", fake, raising=False)
     r = export_model(ExportConfig(checkpoint=str(tiny_checkpoint), out=str(tmp_path), int8=True,
                                   check_sizes=((32, 32), (48, 64))), log=lambda s: None)
     assert r.int8 == tmp_path / "model.int8.onnx"
     assert ArtefactMeta.from_props(_session(r.int8).get_modelmeta().custom_metadata_map).precision == "int8"
     int8_rows = [row for row in r.parity.rows if row.artefact == "model.int8.onnx"]
     assert [row.threshold_db for row in int8_rows] == [30.0, 30.0]
+
+
+def test_quantizer_errors_become_export_errors(monkeypatch, tmp_path):
+    import engan.export
+    from engan.export.api import _int8_quantizer
+
+    fake = types.ModuleType("engan.export.quantize")
+
+    class QuantizeError(RuntimeError):
+        pass
+
+    def quantize_int8(fp32_onnx, out, calib_dir=None, num_images=32, progress=True):
+        raise QuantizeError(f"{calib_dir} holds no images; pass a folder of PNG/JPEG files")
+
+    fake.quantize_int8, fake.QuantizeError = quantize_int8, QuantizeError
+    monkeypatch.setitem(sys.modules, "engan.export.quantize", fake)
+    monkeypatch.setattr(engan.export, "quantize", fake, raising=False)
+    run = _int8_quantizer(ExportConfig(int8=True, calib=str(tmp_path)))
+    with pytest.raises(ExportError, match=rf"^--int8 failed: {tmp_path} holds no images; pass a folder"):
+        run(tmp_path / "model.onnx", tmp_path / "model.int8.onnx", calib_dir=tmp_path)
+    with pytest.raises(ExportError, match=r"^--calib .*nope is not a folder; pass a folder of low-light"):
+        _int8_quantizer(ExportConfig(int8=True, calib=str(tmp_path / "nope")))
 
 
 def test_no_checkpoint_and_no_shipped_model(monkeypatch):

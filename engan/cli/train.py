@@ -68,7 +68,7 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
                    "paper: 200 epochs]")
 @click.option("--batch", type=click.IntRange(1), default=None,
               help=f"Images per step and per process (DDP: x world size). [default: {_T.batch}; paper: 32 on 3 GPUs]")
-@click.option("--crop", type=click.IntRange(16), default=None,
+@click.option("--crop", type=click.IntRange(32), default=None,
               help=f"Square random crop, a multiple of 16 and >= 32 (the local patch). "
                    f"[default: {_D.crop}; paper: 320]")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=None,

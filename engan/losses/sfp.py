@@ -24,6 +24,7 @@ class SFPLoss(nn.Module):
 
     def forward(self, output: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """``output``: generator output; ``reference``: the un-darkened low-light input (both [0, 1])."""
-        both = self.features(torch.cat([output, reference.detach()], dim=0))
-        fo, fr = both.float().chunk(2, dim=0)
-        return F.mse_loss(instance_norm(fo), instance_norm(fr.detach()))
+        with torch.no_grad():  # the reference needs no backward pass
+            fr = self.features(reference).float()
+        fo = self.features(output).float()
+        return F.mse_loss(instance_norm(fo), instance_norm(fr))
