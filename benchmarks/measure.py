@@ -41,7 +41,10 @@ class Samples:
 
     Attributes:
         spec: what ran.
-        latencies: seconds per call, one per round.
+        latencies: seconds per call, one per round (wall clock).
+        cpu_seconds: process CPU seconds per call (all threads): unlike wall time it barely
+            moves when other jobs compete for the cores, so on a shared machine
+            ``threads / cpu_seconds`` is the load-robust estimate of images/s.
         ref_latencies: the reference's seconds in the same rounds.
         max_abs: largest |candidate - reference| over every compared image.
         per_image_mse: mean squared error per distinct input (index -> MSE).
@@ -49,6 +52,7 @@ class Samples:
 
     spec: RunnerSpec
     latencies: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
     ref_latencies: list[float] = field(default_factory=list)
     max_abs: float = 0.0
     per_image_mse: dict[int, float] = field(default_factory=dict)
@@ -111,19 +115,21 @@ def time_interleaved(
     for r in range(rounds):
         idx = r % len(inputs)
         x = inputs[idx]
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         y_ref = ref.run(x)
         ref_dt = time.perf_counter() - t
         s_ref = samples[ref.spec.key]
+        s_ref.cpu_seconds.append(time.process_time() - c)
         s_ref.latencies.append(ref_dt)
         s_ref.ref_latencies.append(ref_dt)
         s_ref.add_parity(idx, y_ref, y_ref)
         shift = r % len(others) if others else 0
         for runner in others[shift:] + others[:shift]:
-            t = time.perf_counter()
+            c, t = time.process_time(), time.perf_counter()
             y = runner.run(x)
             dt = time.perf_counter() - t
             s = samples[runner.spec.key]
+            s.cpu_seconds.append(time.process_time() - c)
             s.latencies.append(dt)
             s.ref_latencies.append(ref_dt)
             s.add_parity(idx, y_ref, y)

@@ -125,10 +125,11 @@ class BenchSession:
                 bar.close()
             for r in runners:
                 r.close()
-        ref_p50 = percentile(samples[runners[0].spec.key].latencies, 50)
+        ref = samples[runners[0].spec.key]
+        ref_p50, ref_cpu = percentile(ref.latencies, 50), percentile(ref.cpu_seconds, 50)
         for runner in runners:
             s = samples[runner.spec.key]
-            out.rows[runner.spec.key] = self._row(model, runner, s, size, batch, ref_p50, rounds, source)
+            out.rows[runner.spec.key] = self._row(model, runner, s, size, batch, ref_p50, ref_cpu, rounds, source)
         return out
 
     def _warm(self, runners: list[Runner], x: np.ndarray, out: Measured) -> tuple[list[Runner], float]:
@@ -151,7 +152,7 @@ class BenchSession:
         return kept, per_round
 
     def _row(self, model: BenchModel, runner: Runner, s: Samples, size: tuple[int, int], batch: int,
-             ref_p50: float, rounds: int, source: str) -> dict[str, Any]:
+             ref_p50: float, ref_cpu: float, rounds: int, source: str) -> dict[str, Any]:
         h, w = size
         p50, p90 = percentile(s.latencies, 50), percentile(s.latencies, 90)
         paired = [r / c for r, c in zip(s.ref_latencies, s.latencies)]
@@ -175,10 +176,12 @@ class BenchSession:
             "p50_ms": round(p50 * 1e3, 2),
             "p90_ms": round(p90 * 1e3, 2),
             "min_ms": round(min(s.latencies) * 1e3, 2),
+            "cpu_ms": round(percentile(s.cpu_seconds, 50) * 1e3, 2),
             "throughput_ips": round(batch / p50, 3),
             "peak_mem_mb": mem,
             "mem_kind": mem_kind,
             "speedup_vs_eager": round(ref_p50 / p50, 3),
+            "speedup_cpu_time": round(ref_cpu / percentile(s.cpu_seconds, 50), 3),
             "speedup_paired_median": round(float(np.median(paired)), 3),
             "speedup_paired_iqr": [round(percentile(paired, 25), 3), round(percentile(paired, 75), 3)],
             "psnr_vs_eager_db": _finite(s.psnr_db),

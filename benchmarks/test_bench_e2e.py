@@ -71,35 +71,42 @@ def test_e2e_folder_overhead(bench: BenchSession, e2e_preset: str, tmp_path: Pat
     images = [np.asarray(Image.open(f).convert("RGB")) for f in files]
     padded = [prepost.pad_to_multiple(prepost.hwc_to_nchw(prepost.to_float(im))) for im in images]
 
-    def model_only() -> tuple[float, list[np.ndarray]]:
-        outs, total = [], 0.0
+    def model_only() -> tuple[float, float, list[np.ndarray]]:
+        outs, total, cpu = [], 0.0, 0.0
         for x, pads in padded:
-            t = time.perf_counter()
+            c, t = time.process_time(), time.perf_counter()
             y = enhancer.backend.run(x)
             total += time.perf_counter() - t
+            cpu += time.process_time() - c
             outs.append(prepost.to_uint8(prepost.nchw_to_hwc(prepost.crop_padding(y, pads))[0]))
-        return total, outs
+        return total, cpu, outs
 
-    def pipeline(workers: int) -> float:
+    def pipeline(workers: int) -> tuple[float, float]:
         out = tmp_path / f"out-w{workers}"
         opts = InferOptions(inputs=tuple(str(f) for f in files), output_dir=out, model=str(model.onnx_fp32),
                             backend="ort", device="cpu", existing="overwrite", workers=workers, quiet=True,
                             threads=st.threads)
+        c = time.process_time()
         result = run(opts, enhancer=enhancer)
+        cpu = time.process_time() - c
         assert result.exit_code == 0, f"engan-infer pipeline failed: {result.summary}"
-        return result.seconds
+        return result.seconds, cpu
 
     times: dict[str, list[float]] = {"model": [], **{f"w{w}": [] for w in WORKERS}}
+    cpu: dict[str, list[float]] = {k: [] for k in times}
     reference: list[np.ndarray] = []
     for _ in range(reps):
-        dt, reference = model_only()
+        dt, dc, reference = model_only()
         times["model"].append(dt)
+        cpu["model"].append(dc)
         for w in WORKERS:
-            times[f"w{w}"].append(pipeline(w))
+            dt, dc = pipeline(w)
+            times[f"w{w}"].append(dt)
+            cpu[f"w{w}"].append(dc)
     enhancer.close()
 
     wall, wall_note = _console_script(files, model.onnx_fp32, tmp_path / "out-cli", st.threads)
-    model_s = percentile(times["model"], 50)
+    model_s, model_cpu = percentile(times["model"], 50), percentile(cpu["model"], 50)
     for w in WORKERS:
         outs = sorted((tmp_path / f"out-w{w}").glob("*.png"))
         assert len(outs) == count, f"expected {count} outputs in {tmp_path / f'out-w{w}'}, found {len(outs)}"
@@ -107,13 +114,15 @@ def test_e2e_folder_overhead(bench: BenchSession, e2e_preset: str, tmp_path: Pat
                                           dtype=np.int16) - ref.astype(np.int16)).max())
                     for f, ref in zip(files, reference))
         assert worst <= 1, f"engan-infer output differs from the model-only output by {worst} levels (> 1)"
-        e2e_s = percentile(times[f"w{w}"], 50)
+        e2e_s, e2e_cpu = percentile(times[f"w{w}"], 50), percentile(cpu[f"w{w}"], 50)
         bench.record({
             "group": "e2e", "key": f"e2e-w{w}", "backend": "engan-infer pipeline (onnxruntime CPU)",
             "precision": "fp32", "device": "cpu", "preset": e2e_preset, "height": PHOTO_HW[0],
             "width": PHOTO_HW[1], "batch": 1, "images": count, "workers": w, "reps": reps,
             "model_only_s": round(model_s, 3), "e2e_s": round(e2e_s, 3),
             "overhead_pct": round(100 * (e2e_s - model_s) / model_s, 1),
+            "model_only_cpu_s": round(model_cpu, 3), "e2e_cpu_s": round(e2e_cpu, 3),
+            "cpu_overhead_pct": round(100 * (e2e_cpu - model_cpu) / model_cpu, 1),
             "process_wall_s": wall if w == WORKERS[-1] else None, "inputs": source,
             "max_abs_uint8_vs_model_only": worst, "weights": model.weights_source,
             "note": wall_note if w == WORKERS[-1] else "",

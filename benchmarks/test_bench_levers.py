@@ -91,6 +91,7 @@ def _measure(bench: BenchSession, runners: list[Runner], hw: tuple[int, int], ba
             r.close()
     model = bench.model(preset)
     ref_ips = batch / percentile(samples[runners[0].spec.key].latencies, 50)
+    ref_cpu_ips = batch / percentile(samples[runners[0].spec.key].cpu_seconds, 50)
     rows = []
     for r in runners:
         s = samples[r.spec.key]
@@ -102,6 +103,8 @@ def _measure(bench: BenchSession, runners: list[Runner], hw: tuple[int, int], ba
             "variant": variants.get(r.spec.key, r.spec.backend), "rounds": rounds,
             "p50_ms": round(p50 * 1e3, 2), "p90_ms": round(percentile(s.latencies, 90) * 1e3, 2),
             "throughput_ips": round(b / p50, 3), "speedup_vs_default": round((b / p50) / ref_ips, 3),
+            "cpu_ms": round(percentile(s.cpu_seconds, 50) * 1e3, 2),
+            "cpu_speedup_vs_default": round((b / percentile(s.cpu_seconds, 50)) / ref_cpu_ips, 3),
             "psnr_vs_default_db": 999.0 if s.psnr_db == float("inf") else round(s.psnr_db, 2),
             "max_abs_vs_default": round(s.max_abs, 6),
             "achieved_gflops": round(model.gflop(hw[0], hw[1], b) / p50, 1),

@@ -14,7 +14,7 @@ from engan import __version__
 #: name -> ("module:attribute", one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("engan.cli.train:train", "Train EnlightenGAN on unpaired low/normal-light folders."),
-    "export": ("engan.cli.export:export", "Export a generator to ONNX (FP32/FP16) and TensorRT."),
+    "export": ("engan.cli.export:export", "Export a generator to ONNX (FP32/FP16/INT8), TensorRT and a Triton repository."),
     "eval": ("engan.cli.eval:eval_cmd", "Score a model and its peers on LOL / unpaired sets."),
 }
 
