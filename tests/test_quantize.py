@@ -89,11 +89,14 @@ def test_excluded_nodes_stay_float(int8_model: Path) -> None:
     floats = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
     ints = {t.name for t in graph.initializer if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)}
     convs = [n for n in graph.node if n.op_type == "Conv"]
-    head, first = convs[-1], convs[0]
-    # the excluded head keeps a float weight; a quantized conv reads its weight through DequantizeLinear
-    assert head.input[1] in floats
-    dq = produced_by[first.input[1]]
-    assert dq.op_type == "DequantizeLinear" and dq.input[0] in ints
+    # excluded by default: the first conv, the full-resolution decoder (conv9_1, conv9_2) and the head
+    # (BatchNorm became depthwise convs: the last four are conv9_1, bn9_1, conv9_2, conv10)
+    for conv in (convs[0], *convs[-4:]):
+        assert conv.input[1] in floats, f"{conv.name} should have kept its float weight"
+    # every other conv reads int8 weights through DequantizeLinear
+    for conv in convs[1:-4]:
+        dq = produced_by[conv.input[1]]
+        assert dq.op_type == "DequantizeLinear" and dq.input[0] in ints, conv.name
     # the tail (residual x attention, skip add, clamp) is float: the graph output is not dequantized
     assert produced_by["output"].op_type != "DequantizeLinear"
     tail_ops = {produced_by["output"].op_type}

@@ -1,0 +1,278 @@
+"""Hardening of `engan train`: SIGKILL at random moments, disk full while checkpointing.
+
+The kill test runs the real `engan train` command (``engan.cli.main(["train", ...])``) in
+forked child processes and kills them with SIGKILL after random delays, several times in
+a row, resuming with ``--resume`` each time. Forking a process that already imported
+torch makes a start cost ~3 s instead of the ~60 s a fresh interpreter needs on the
+loaded 2-core CI box (importing torch and torch._dynamo); a separate real-subprocess
+SIGKILL test lives in tests/test_trainer.py.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import json
+import logging
+import multiprocessing
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import make_image
+from engan.config import DataConfig, DiscriminatorConfig, ExperimentConfig, TrainConfig, model_config
+from engan.models.checkpoint import CheckpointError, load_generator, read_metadata
+from engan.train_state import LATEST, META_FILE, STATE_DIR, TENSORS_FILE, _load_folder, load_latest
+from engan.trainer import METRICS_FILE, Trainer
+
+STEPS = 6
+SAVE_EVERY = 1
+KILLS = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class _SmallD(ExperimentConfig):
+    """The CLI defaults with ndf=8 discriminators (the default D state is ~200 MB per checkpoint)."""
+
+    discriminator: DiscriminatorConfig = dataclasses.field(default_factory=lambda: DiscriminatorConfig(ndf=8))
+
+
+@pytest.fixture(scope="module")
+def warm_parent():
+    """Import in the parent what every `engan train` child needs, so forked children start fast."""
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # imports torch._dynamo (~30 s cold here)
+    import efficientnet_lite_pytorch  # noqa: F401  (the default SFP feature network)
+
+    import engan.cli.train  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def data_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    (root / "low").mkdir()
+    (root / "normal").mkdir()
+    for i in range(3):
+        Image.fromarray(make_image(40, 48, seed=i, dark=0.25)).save(root / "low" / f"l{i}.png")
+        Image.fromarray(make_image(48, 40, seed=20 + i, dark=0.9)).save(root / "normal" / f"n{i}.png")
+    return root / "low", root / "normal"
+
+
+def _engan_train(argv: list[str], log_path: str) -> None:
+    """Child process body: the `engan train` console entry point, output to ``log_path``."""
+    log = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives until the process dies
+    sys.stdout = sys.stderr = log
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    import engan.cli.train as cli_train
+    from engan.cli import main
+
+    cli_train.ExperimentConfig = _SmallD  # only the discriminator width differs from the defaults
+    main(argv, prog_name="engan")
+
+
+def _start(argv: list[str], log_path: Path) -> multiprocessing.Process:
+    proc = multiprocessing.get_context("fork").Process(target=_engan_train, args=(argv, str(log_path)), daemon=True)
+    proc.start()
+    return proc
+
+
+def _latest_step(run: Path) -> int:
+    try:
+        name = (run / STATE_DIR / LATEST).read_text().strip()
+    except (FileNotFoundError, ValueError):
+        return 0
+    return int(name.removeprefix("step")) if name.startswith("step") else 0
+
+
+def _metric_steps(run: Path) -> list[int]:
+    path = run / METRICS_FILE
+    if not path.is_file():
+        return []
+    steps = []
+    for line in path.read_text().splitlines():
+        try:
+            steps.append(json.loads(line)["step"])
+        except (ValueError, KeyError):  # a line cut by the kill is not a step
+            pass
+    return steps
+
+
+def _check_nothing_is_corrupt(run: Path) -> int:
+    """Every visible checkpoint file loads; LATEST names a complete folder. Returns its step (0: none yet)."""
+    state = run / STATE_DIR
+    for folder in sorted(state.glob("step*")) if state.is_dir() else []:
+        if (folder / TENSORS_FILE).exists() and (folder / META_FILE).exists():  # not half-pruned
+            assert _load_folder(folder).step == int(folder.name[4:]), folder
+    for f in [run / "generator.safetensors", run / "generator_raw.safetensors",
+              *sorted((run / "snapshots").glob("*.safetensors"))]:
+        if f.exists():
+            g = load_generator(f, preset="tiny")  # a torn file raises CheckpointError
+            assert not g.training
+    if not (state / LATEST).is_file():
+        return 0
+    latest = load_latest(run)
+    assert latest.folder.name == (state / LATEST).read_text().strip()  # no fallback was needed
+    return latest.step
+
+
+def test_sigkill_at_random_moments_resumes_from_the_last_good_checkpoint(warm_parent, data_dirs, tmp_path):
+    low, normal = data_dirs
+    run, log_path = tmp_path / "run", tmp_path / "train.log"
+    new = ["train", "--low", str(low), "--normal", str(normal), "--out", str(run), "--preset", "tiny",
+           "--steps", str(STEPS), "--crop", "32", "--batch", "1", "--save-every", str(SAVE_EVERY),
+           "--sample-every", "100", "--threads", "1", "--quiet"]
+    resume = ["train", "--out", str(run), "--resume", "--quiet"]
+    seed = int(os.environ.get("ENGAN_KILL_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    why = f"(ENGAN_KILL_SEED={seed}; child output in {log_path})"
+
+    last_good, kills = 0, []
+    for cycle in range(KILLS):
+        proc = _start(new if cycle == 0 else resume, log_path)
+        # let it get past its last checkpoint, then kill it at a random moment of the
+        # following steps: inside a step, while writing the state or the generator files
+        deadline = time.monotonic() + 120
+        while proc.is_alive() and _latest_step(run) <= last_good and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 1.5))
+        if not proc.is_alive():
+            break  # it finished all steps before the kill
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(30)
+        assert proc.exitcode == -signal.SIGKILL, why
+        done = max(_metric_steps(run), default=0)  # steps the killed process completed
+        good = _check_nothing_is_corrupt(run)
+        kills.append((done, good))
+        assert good >= last_good, f"the checkpoint went back from step {last_good} to {good} {why}"
+        assert done - good <= SAVE_EVERY, f"killed after step {done}, resumable from {good} {why}"
+        last_good = good
+
+    assert len(kills) >= 2, f"only {len(kills)} kill(s) landed before the run finished {why}"
+    final = _start(resume, log_path)
+    final.join(300)
+    assert final.exitcode == 0, f"{log_path.read_text()[-3000:]} {why}"
+    assert _check_nothing_is_corrupt(run) == STEPS
+    assert read_metadata(run)["engan.step"] == str(STEPS)
+    # each step logged exactly once: every resume started at its checkpoint and dropped the lost steps
+    assert _metric_steps(run) == list(range(1, STEPS + 1)), why
+    assert (run / "snapshots" / f"generator_step{STEPS:06d}.safetensors").is_file()
+    assert f"done: {run / 'generator.safetensors'} (step {STEPS})" in log_path.read_text()
+
+
+# ----------------------------------------------------------------------------- disk full
+
+
+def _tiny_config(data_dirs, steps: int, **train) -> ExperimentConfig:
+    low, normal = data_dirs
+    return ExperimentConfig(
+        model=model_config("tiny"),
+        discriminator=DiscriminatorConfig(ndf=8),
+        data=DataConfig(low_dir=str(low), normal_dir=str(normal), crop=32),
+        train=TrainConfig(**{"steps": steps, "batch": 1, "save_every": 1, "sample_every": 100, "threads": 1,
+                             **train}),
+    )
+
+
+@contextlib.contextmanager
+def _disk_full_for_generator_files(monkeypatch):
+    """Make every atomic write of a ``generator*`` file fail with ENOSPC after a third of its bytes."""
+    import engan.runtime.atomic as atomic
+
+    real_open = atomic.atomic_open
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 3])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    @contextlib.contextmanager
+    def full_for_generators(path, mode="wb"):
+        with real_open(path, mode) as f:
+            yield FullDisk(f) if Path(path).name.startswith("generator") else f
+
+    with monkeypatch.context() as m:
+        m.setattr(atomic, "atomic_open", full_for_generators)
+        yield
+
+
+def test_disk_full_while_writing_the_generator_keeps_the_previous_one(data_dirs, tmp_path, monkeypatch, caplog):
+    """ENOSPC half-way through the generator files: the previous ones stay complete and loadable,
+    no temp file is left, training goes on, and the final save raises instead of pretending success."""
+    out = tmp_path / "run"
+    t = Trainer(_tiny_config(data_dirs, steps=3), out, progress=False)
+    t.fit(until=1)
+    before = {p.name: p.read_bytes() for p in out.glob("generator*.safetensors")}
+    assert read_metadata(out)["engan.step"] == "1"
+    with _disk_full_for_generator_files(monkeypatch), caplog.at_level(logging.WARNING, logger="engan.train"), \
+            pytest.raises(OSError, match="No space left"):
+        t.fit()  # step 2 warns and goes on; the final save (step 3) raises
+    assert "checkpoint at step 2 failed ([Errno 28] No space left on device); the previous checkpoint is kept" \
+        in caplog.text
+    assert {p.name: p.read_bytes() for p in out.glob("generator*.safetensors")} == before
+    assert read_metadata(out)["engan.step"] == "1"
+    load_generator(out, preset="tiny")
+    hidden = [p.name for p in out.rglob(".*") if p.is_file()]
+    assert hidden == [], f"temp files left behind: {hidden}"
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == [
+        "generator_raw_step000001.safetensors", "generator_step000001.safetensors"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "trainer bug: Trainer.save writes state/ (and publishes LATEST) BEFORE the generator files, so a failed "
+    "(disk full) or killed generator write leaves state/ at step N and generator.safetensors at the previous "
+    "save; --resume then starts at N and, when N is the last step, never rewrites generator.safetensors: "
+    "`engan train --resume` prints 'done: ... (step N)' while the file holds older weights, and "
+    "snapshots/generator_stepN is never written. Fix: write the generator files first and publish LATEST last, "
+    "or re-save the generator files on resume when their engan.step differs from the state's step."))
+def test_generator_file_catches_up_with_the_state_after_a_failed_write(data_dirs, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    cfg = _tiny_config(data_dirs, steps=2)
+    t = Trainer(cfg, out, progress=False)
+    t.fit(until=1)
+    with _disk_full_for_generator_files(monkeypatch), pytest.raises(OSError, match="No space left"):
+        t.fit()
+    Trainer(cfg, out, resume=True, progress=False).fit()  # disk space is back: finish the run
+    assert read_metadata(out)["engan.step"] == str(load_latest(out).step) == "2"
+    assert (out / "snapshots" / "generator_step000002.safetensors").is_file()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "trainer bug: a SIGKILL during save_generator leaves '.generator*.safetensors.<random>.tmp' files (from "
+    "engan.runtime.atomic.atomic_open) in RUN_DIR and RUN_DIR/snapshots; nothing removes them on --resume "
+    "(engan-infer does, see remove_stale_temp_files), so each kill leaks one partial generator file (35 MB "
+    "for the paper model). Fix: Trainer.fit (or _load_state) should delete '.generator*.safetensors.*.tmp' "
+    "in out/ and out/snapshots/ on resume."))
+def test_resume_removes_temp_files_a_killed_run_left(data_dirs, tmp_path):
+    out = tmp_path / "run"
+    cfg = _tiny_config(data_dirs, steps=2)
+    Trainer(cfg, out, progress=False).fit(until=1)
+    stale = [out / ".generator.safetensors.k3j2h1g0.tmp", out / "snapshots" / ".generator_step000002.safetensors.x1.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a generator")  # what atomic_open leaves when the process is killed mid-write
+    Trainer(cfg, out, resume=True, progress=False).fit()
+    assert [p.name for p in stale if p.exists()] == []
+
+
+def test_torn_generator_file_is_refused_naming_the_file(tmp_path, tiny_checkpoint):
+    """What a non-atomic writer would leave: the loader refuses it with the file name, never loads half."""
+    data = tiny_checkpoint.read_bytes()
+    torn = tmp_path / "generator.safetensors"
+    torn.write_bytes(data[: len(data) - 1000])
+    with pytest.raises(CheckpointError) as err:
+        load_generator(tmp_path)
+    assert str(err.value) == (f"{torn} could not be read as safetensors (Error while deserializing header: "
+                              "incomplete metadata, file not fully covered); the file is corrupt or truncated")
