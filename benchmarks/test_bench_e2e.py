@@ -6,6 +6,7 @@ Two measurements, interleaved with the model-only time:
   already loaded and warmed Enhancer, so the difference to model-only is exactly the
   decoding, padding, cropping, uint8 conversion and PNG encoding the CLI adds
   (``overhead_pct``; goal <= 15 %), at ``--workers 0`` (no overlap) and ``--workers 2``;
+  ``cpu_overhead_pct`` is the same in process CPU time (robust to other jobs on the machine);
 * the ``engan-infer`` console script as a user runs it (``process_wall_s``: interpreter
   start, imports and model loading included), skipped with the reason when the script is
   not installed.

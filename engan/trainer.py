@@ -83,6 +83,17 @@ def architecture_of(cfg: ExperimentConfig) -> dict[str, Any]:
             "loss.feature_net": cfg.loss.feature_net}
 
 
+def remove_stale_temp_files(run_dir: Path) -> list[Path]:
+    """Delete the temp files an interrupted atomic write left (``.<name>.<random>.tmp``)."""
+    removed = []
+    for folder in (run_dir, run_dir / "snapshots"):
+        if folder.is_dir():
+            for p in folder.glob(".generator*.safetensors.*.tmp"):
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
 def _set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
     for m in modules:
         for p in m.parameters():
@@ -198,6 +209,8 @@ class Trainer:
                 f"run folder {self.out} already exists and is not empty; pass --resume to continue it, "
                 "or choose another --out"
             )
+        if resume and self.is_main:
+            remove_stale_temp_files(self.out)
         if resume and (self.out / CONFIG_FILE).is_file():
             saved = ExperimentConfig.from_dict(json.loads((self.out / CONFIG_FILE).read_text()))
             a, b = architecture_of(saved), architecture_of(self.cfg)
@@ -379,9 +392,11 @@ class Trainer:
         ok = True
         if self.is_main:
             try:
+                # generator files first, the state (and its LATEST pointer) last: a failed or
+                # killed write then leaves the previous state, and --resume redoes and rewrites.
+                self._save_generators(s)
                 tensors, meta = self._collect_state()
                 save_state(self.out, s, tensors, meta)
-                self._save_generators(s)
             except OSError as e:
                 ok = False
                 log.warning("checkpoint at step %d failed (%s); the previous checkpoint is kept", s, e)

@@ -9,13 +9,14 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from engan.export.onnx import DEFAULT_OPSET, read_metadata, set_metadata
 from engan.export.profile import ShapeProfile
@@ -136,6 +137,36 @@ def model_name_for(checkpoint: Path, file_meta: dict[str, str]) -> str:
     return checkpoint.name.removesuffix(".safetensors")
 
 
+def _os_reason(e: OSError) -> str:
+    return (e.strerror or str(e) or type(e).__name__).lower()
+
+
+def _make_out_dir(out_dir: Path) -> None:
+    """Create the output folder, or raise :class:`ExportError` naming it and the fix."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"--out {out_dir} is a file; pass a folder (it is created if missing)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"cannot create the output folder {out_dir} ({_os_reason(e)}); pass another --out") from None
+
+
+@contextlib.contextmanager
+def _writing(target: Path) -> Iterator[None]:
+    """Turn an OSError while writing ``target`` (disk full, read-only, ...) into an :class:`ExportError`.
+
+    Every artefact is written through a temp file + rename, so the failed file is absent and
+    the ones written before it are complete.
+    """
+    try:
+        yield
+    except OSError as e:
+        raise ExportError(
+            f"could not write {target} ({_os_reason(e)}); nothing half-written is left in {target.parent}: "
+            "free some disk space or pass another --out, then run the export again"
+        ) from None
+
+
 def _mb(path: Path) -> str:
     return f"{path.stat().st_size / 1e6:.1f} MB"
 
@@ -182,7 +213,7 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> Expor
     model = load_generator(ckpt)
     name = model_name_for(ckpt, ckpt_meta)
     out_dir = Path(cfg.out) if cfg.out is not None else Path(DEFAULT_EXPORTS_DIR) / name
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _make_out_dir(out_dir)
     sha = file_sha256(ckpt)
     preset = ckpt_meta.get("engan.preset", "custom")
     params = count_parameters(model)
@@ -198,7 +229,8 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> Expor
 
     # 2. FP32 ONNX
     t = time.perf_counter()
-    onnx_path = export_onnx(model, out_dir / ONNX_FP32, meta, opset=cfg.opset, exporter=cfg.exporter)  # type: ignore[arg-type]
+    with _writing(out_dir / ONNX_FP32):
+        onnx_path = export_onnx(model, out_dir / ONNX_FP32, meta, opset=cfg.opset, exporter=cfg.exporter)  # type: ignore[arg-type]
     seconds["onnx"] = time.perf_counter() - t
     log(f"onnx fp32   {onnx_path} ({_mb(onnx_path)}, opset {cfg.opset}, {cfg.exporter} exporter, dynamic N/H/W) "
         f"{seconds['onnx']:.1f} s")
@@ -209,14 +241,16 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> Expor
         from engan.export.fp16 import convert_to_fp16
 
         t = time.perf_counter()
-        result.fp16 = convert_to_fp16(onnx_path, out_dir / ONNX_FP16, meta)
+        with _writing(out_dir / ONNX_FP16):
+            result.fp16 = convert_to_fp16(onnx_path, out_dir / ONNX_FP16, meta)
         seconds["fp16"] = time.perf_counter() - t
         log(f"onnx fp16   {result.fp16} ({_mb(result.fp16)}, fp32 I/O) {seconds['fp16']:.1f} s")
 
     # 4. INT8 ONNX
     if cfg.int8:
         t = time.perf_counter()
-        result.int8 = _quantize(quantize, onnx_path, out_dir / ONNX_INT8, cfg, meta)
+        with _writing(out_dir / ONNX_INT8):
+            result.int8 = _quantize(quantize, onnx_path, out_dir / ONNX_INT8, cfg, meta)
         seconds["int8"] = time.perf_counter() - t
         log(f"onnx int8   {result.int8} ({_mb(result.int8)}, {_calib_source(cfg)}) {seconds['int8']:.1f} s")
 
@@ -224,7 +258,10 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> Expor
     if decision.build:
         assert env is not None
         t = time.perf_counter()
-        result.engine, result.sidecar, reused = _engine(onnx_path, out_dir, cfg, meta, env, log)
+        from engan.export.tensorrt import engine_path_for
+
+        with _writing(engine_path_for(out_dir, env, "fp16")):
+            result.engine, result.sidecar, reused = _engine(onnx_path, out_dir, cfg, meta, env, log)
         seconds["engine"] = time.perf_counter() - t
         how = "up to date, reused" if reused else f"built in {seconds['engine']:.1f} s"
         log(f"engine      {result.engine} ({env.gpu_name}, TensorRT {env.trt_version}, "
@@ -238,9 +275,10 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> Expor
         from engan.export.triton import write_triton_repository
 
         t = time.perf_counter()
-        result.triton_config = write_triton_repository(
-            out_dir / TRITON_DIR, onnx_path, result.engine, max_batch_size=cfg.profile.max_batch
-        )
+        with _writing(out_dir / TRITON_DIR):
+            result.triton_config = write_triton_repository(
+                out_dir / TRITON_DIR, onnx_path, result.engine, max_batch_size=cfg.profile.max_batch
+            )
         seconds["triton"] = time.perf_counter() - t
         platform = "tensorrt_plan" if result.engine else "onnxruntime_onnx"
         log(f"triton      {result.triton_config} ({platform}, max_batch_size {cfg.profile.max_batch})")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engan.runtime.atomic import atomic_write_text
+from engan.runtime.backends.base import ModelLoadError
 from engan.runtime.meta import ArtefactMeta
 
 #: Sidecar suffix appended to the engine file name.
@@ -27,8 +28,12 @@ SIDECAR_SUFFIX = ".json"
 REBUILD_HINT = "engan export --checkpoint RUN_DIR|FILE.safetensors --fp16 --engine"
 
 
-class EngineMetaError(RuntimeError):
-    """Base class of sidecar problems; every message names the file and the fix."""
+class EngineMetaError(ModelLoadError):
+    """Base class of sidecar problems; every message names the file and the fix.
+
+    A :class:`~engan.runtime.backends.base.ModelLoadError` (so a ``RuntimeError`` and a
+    ``ValueError``): a foreign or unverifiable engine is a model that cannot load here.
+    """
 
 
 class SidecarError(EngineMetaError):

@@ -39,7 +39,9 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
             )
         return f
     if not p.exists():
-        raise CheckpointError(f"checkpoint not found: {p}")
+        raise CheckpointError(
+            f"checkpoint not found: {p}; pass a run folder written by `engan train` or a .safetensors generator file"
+        )
     return p
 
 
@@ -82,11 +84,13 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
             if n <= 0 or n > 100 * 1024 * 1024 or n > p.stat().st_size - 8:
                 raise ValueError(f"header length {n} does not fit the file size {p.stat().st_size}")
             header = json.loads(f.read(n))
+            if not isinstance(header, dict) or not isinstance(header.get("__metadata__", {}) or {}, dict):
+                raise ValueError("its header is not a JSON object of tensors and metadata")
     except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(
             f"{p} is not a valid safetensors file ({e}); re-export it or point to another checkpoint"
         ) from None
-    return dict(header.get("__metadata__", {}) or {})
+    return {str(k): str(v) for k, v in (header.get("__metadata__", {}) or {}).items()}
 
 
 def generator_config_from_metadata(meta: dict[str, str]) -> GeneratorConfig:
@@ -125,12 +129,20 @@ def load_generator(
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{p} could not be read as safetensors ({e}); the file is corrupt or truncated") from None
     model = UNetGenerator(cfg)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # same names, other shapes: metadata of one preset, tensors of another
+        detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), str(e))
+        raise CheckpointError(
+            f"{p} does not match the '{file_preset}' generator its metadata names ({detail}); the file holds "
+            "another model or was edited: re-save it with engan or point to another checkpoint"
+        ) from None
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise CheckpointError(
             f"{p} does not match the '{file_preset}' generator: "
-            f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+            f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}); "
+            "pass a generator saved by engan (RUN_DIR/generator.safetensors or a snapshot)"
         )
     model.eval()
     return model
@@ -140,13 +152,32 @@ def load_legacy_checkpoint(path: str | os.PathLike) -> torch.nn.Module:
     """Load the authors' released ``200_net_G_A.pth`` (torch.save of a DataParallel state dict).
 
     Uses ``torch.load(weights_only=True)``: tensors only, no arbitrary pickle code.
+
+    Raises:
+        CheckpointError: the file is missing, is not a plain tensor file (e.g. a pickle that
+            would run code: it is refused, never executed) or holds another network.
     """
     from engan.models import UNetGenerator
 
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}; pass the authors' 200_net_G_A.pth")
+    try:
+        state = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for code/objects, RuntimeError/EOFError for torn files
+        raise CheckpointError(
+            f"{p} was refused: it is not a plain tensor checkpoint ({type(e).__name__}; engan loads .pth files "
+            "with torch.load(weights_only=True) and never runs code stored in them); pass the authors' "
+            "200_net_G_A.pth or a .safetensors generator"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{p} holds a {type(state).__name__}, not a state dict; pass the authors' 200_net_G_A.pth")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     model = UNetGenerator(GeneratorConfig(base_width=32, align_corners=True))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        raise CheckpointError(f"{p} is not an EnlightenGAN G_A checkpoint ({str(e).splitlines()[-1].strip()})") from None
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise CheckpointError(f"{path} is not an EnlightenGAN G_A checkpoint: missing {missing[:3]}, unexpected {unexpected[:3]}")

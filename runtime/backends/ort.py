@@ -249,6 +249,7 @@ class OrtBackend(BaseBackend):
                 f"{self.path} takes {shape[1]} input channels; engan models take 3 (RGB): pass a model exported "
                 "by `engan export`"
             )
+        self._check_fixed_dims(shape, int(meta.pad_multiple or 16))
         if is_engan and (meta.layout.upper() != "NCHW" or meta.color.upper() != "RGB"):
             raise ModelLoadError(
                 f"{self.path} declares layout {meta.layout} / colour {meta.color}; this runtime feeds NCHW RGB: "
@@ -276,6 +277,33 @@ class OrtBackend(BaseBackend):
             static = tuple(int(d) for d in shape)
         return meta, inp.name, out, _FLOAT_TYPES[inp.type], static
 
+    def _check_fixed_dims(self, shape: list, multiple: int) -> None:
+        """Refuse fixed (non-symbolic) dimensions the pre/post-processing cannot feed.
+
+        Served: all of N/H/W free (engan's contract), a fully fixed ``1x3xHxW`` graph with
+        H and W multiples of ``multiple`` (images are padded/tiled to exactly that size), and
+        a batch fixed to 1 with free H/W (batches are run one image at a time).
+        """
+        n, h, w = shape[0], shape[2], shape[3]
+        shown = " x ".join(str(d) for d in shape)
+        fix = "export the generator with `engan export` (free N, H and W)"
+        if isinstance(h, int) != isinstance(w, int) or (isinstance(h, int) and not isinstance(n, int)):
+            raise ModelLoadError(
+                f"{self.path} takes input {shown}, with some of N/H/W fixed and others free; the runtime feeds "
+                f"graphs whose N, H and W are all free, or a fully fixed 1 x 3 x H x W: {fix}"
+            )
+        if isinstance(n, int) and n != 1:
+            raise ModelLoadError(
+                f"{self.path} takes input {shown}, a fixed batch of {n}; the runtime feeds one image per call to "
+                f"graphs with a fixed batch, so it must be 1: {fix}"
+            )
+        if isinstance(h, int) and (h % multiple or w % multiple or h <= 0 or w <= 0):
+            raise ModelLoadError(
+                f"{self.path} takes a fixed {h}x{w} input, which is not a multiple of {multiple}; images are padded "
+                f"to multiples of {multiple}, so they can never match it: {fix}"
+            )
+        self._one_per_call = isinstance(n, int)
+
     # ------------------------------------------------------------------ running
     def _run(self, x: np.ndarray) -> np.ndarray:
         static = self.info.shape_min
@@ -284,8 +312,16 @@ class OrtBackend(BaseBackend):
                 f"{self.path} is a static-shape graph for {static}, got {tuple(x.shape)}; export with dynamic "
                 "shapes (`engan export`, the default) or use --tile so every tile matches"
             )
+        if getattr(self, "_one_per_call", False) and x.shape[0] > 1:  # batch fixed to 1 in the graph
+            return np.concatenate([self._run(x[i : i + 1]) for i in range(x.shape[0])])
         feed = x if self._in_dtype == np.float32 else x.astype(self._in_dtype)
-        y = self._session.run([self._output], {self._input: feed})[0]
+        try:
+            y = self._session.run([self._output], {self._input: feed})[0]
+        except Exception as e:  # onnxruntime's own pybind exception classes
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise BackendError(
+                f"ONNX Runtime failed to run {self.path} on input {tuple(x.shape)} ({type(e).__name__}: {first})"
+            ) from None
         return np.asarray(y, dtype=np.float32)
 
     def _close(self) -> None:
