@@ -34,6 +34,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bench-weights", default=None, metavar="PATH",
                     help="generator .safetensors or run folder to benchmark (default: the shipped model "
                          "when its preset matches, else a seeded random generator)")
+    group.addoption("--bench-calib-images", type=int, default=None, metavar="N",
+                    help="INT8 calibration images (default: 4 in --quick, else 32 like `engan export --int8`)")
     group.addoption("--bench-out", default=None, metavar="DIR",
                     help="folder for the result files (default: benchmarks/results)")
 
@@ -51,6 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
         quick=config.getoption("--quick"), presets=presets, sizes=config.getoption("--bench-sizes"),
         rounds=config.getoption("--bench-rounds"), threads=config.getoption("--bench-threads"),
         weights=weights, out_dir=config.getoption("--bench-out"),
+        calib_images=config.getoption("--bench-calib-images"),
     )
 
 
@@ -74,7 +77,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     machine = dict(session.machine)
     machine["load_average_end"] = load_average()
     settings = {"mode": st.mode, "presets": list(st.presets), "sizes": [f"{h}x{w}" for h, w in st.sizes],
-                "rounds": st.rounds or "adaptive", "threads": st.threads, "weights": st.weights}
+                "rounds": st.rounds or "adaptive", "threads": st.threads, "weights": st.weights,
+                "calib_images": st.calib_images}
     md, paths = write_results(session.rows, session.skipped, machine, settings, st.out_dir, st.result_stem,
                               session.notes)
     terminalreporter.section("engan benchmark results")

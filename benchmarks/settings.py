@@ -8,6 +8,7 @@ Every knob is a command-line option registered in ``benchmarks/conftest.py``:
 ``--bench-rounds``       interleaved timing rounds per size (default: adaptive, see :data:`ROUND_BUDGET_S`).
 ``--bench-threads``      CPU threads for every backend (default: all cores this process may use).
 ``--bench-weights``      generator ``.safetensors`` or run folder to benchmark instead of the default weights.
+``--bench-calib-images`` INT8 calibration images (default 32, 4 in --quick).
 ``--bench-out``          folder for the result files (default ``benchmarks/results``).
 """
 from __future__ import annotations
@@ -109,6 +110,7 @@ def settings_from_options(
     threads: int | None,
     weights: str | None,
     out_dir: str | None,
+    calib_images: int | None = None,
 ) -> BenchSettings:
     """Build :class:`BenchSettings` from the raw pytest options (None = the mode's default)."""
     return BenchSettings(
@@ -122,6 +124,6 @@ def settings_from_options(
         threads=threads or default_threads(),
         weights=weights,
         out_dir=Path(out_dir) if out_dir else BENCH_DIR / "results",
-        calib_images=4 if quick else 32,
+        calib_images=calib_images or (4 if quick else 32),
         parity_images=2 if quick else 4,
     )

@@ -165,22 +165,31 @@ def _walk_folder(folder: Path, recursive: bool, exclude: set[str]) -> list[tuple
 
     Hidden files and folders are skipped, and so is ``exclude`` (the output folder).
     Symlinked folders are followed once: a folder whose real path was already visited
-    (a symlink loop, or two links to one place) is not entered again.
+    (a symlink loop, or two links to one place) is not entered again. A folder that cannot
+    be listed (permissions) is a usage error naming it, never silently left out.
     """
     found: list[tuple[Path, PurePath]] = []
+
+    def unlistable(e: OSError, where: str | os.PathLike = folder) -> click.BadParameter:
+        return click.BadParameter(
+            f"cannot list folder {display_path(e.filename or where)!r}: {e.strerror or e}; fix its permissions "
+            "or leave it out of INPUT", param_hint="INPUT")
+
     if not recursive:
         try:
             names = os.listdir(folder)
         except OSError as e:
-            raise click.BadParameter(f"cannot list folder {display_path(folder)!r}: {e.strerror}",
-                                     param_hint="INPUT") from None
+            raise unlistable(e) from None
         for name in names:
             p = folder / name
             if _is_image_name(name) and not p.is_dir():
                 found.append((p, PurePath(name)))
         return found
     visited = {os.path.realpath(folder)}
-    for root, dirs, files in os.walk(folder, followlinks=True):
+    def walk_error(e: OSError) -> None:  # os.walk would otherwise skip the folder without a word
+        raise unlistable(e)
+
+    for root, dirs, files in os.walk(folder, followlinks=True, onerror=walk_error):
         keep = []
         for d in sorted(dirs):
             real = os.path.realpath(os.path.join(root, d))
