@@ -32,7 +32,7 @@ from engan.models.checkpoint import load_generator, read_metadata
 from engan.train_state import LATEST, META_FILE, STATE_DIR, TENSORS_FILE, _load_folder, load_latest
 from engan.trainer import METRICS_FILE, Trainer
 
-STEPS = 5
+STEPS = 7
 SAVE_EVERY = 1
 KILLS = 3
 
@@ -134,15 +134,21 @@ def test_sigkill_at_random_moments_resumes_from_the_last_good_checkpoint(warm_pa
     rng = random.Random(seed)
     why = f"(ENGAN_KILL_SEED={seed}; child output in {log_path})"
 
-    last_good, kills = 0, []
+    def wait_for_checkpoint_after(step: int, proc) -> float:
+        deadline = time.monotonic() + 180
+        while proc.is_alive() and _latest_step(run) <= step and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return time.monotonic()
+
+    last_good, kills, step_time = 0, [], None
     for cycle in range(KILLS):
         proc = _start(new if cycle == 0 else resume, log_path)
         # let it get past its last checkpoint, then kill it at a random moment of the
-        # following steps: inside a step, while writing the state or the generator files
-        deadline = time.monotonic() + 120
-        while proc.is_alive() and _latest_step(run) <= last_good and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 1.2))
+        # following one or two steps: inside a step, while writing the state or the generator files
+        t = wait_for_checkpoint_after(last_good, proc)
+        if step_time is None:  # one step + save on this machine, to scale the random delays
+            step_time = wait_for_checkpoint_after(_latest_step(run), proc) - t
+        time.sleep(rng.uniform(0.0, 1.5) * step_time)
         if not proc.is_alive():
             break  # it finished all steps before the kill
         os.kill(proc.pid, signal.SIGKILL)
@@ -155,7 +161,7 @@ def test_sigkill_at_random_moments_resumes_from_the_last_good_checkpoint(warm_pa
         assert done - good <= SAVE_EVERY, f"killed after step {done}, resumable from {good} {why}"
         last_good = good
 
-    assert len(kills) >= 2, f"only {len(kills)} kill(s) landed before the run finished {why}"
+    assert len(kills) == KILLS, f"only {len(kills)} kill(s) landed before the run finished {why}"
     final = _start(resume, log_path)
     final.join(300)
     assert final.exitcode == 0, f"{log_path.read_text()[-3000:]} {why}"
