@@ -43,7 +43,7 @@ from engan.losses import (
     ragan_g_loss, to_disc_range,
 )
 from engan.models import PatchDiscriminator, count_parameters, create_generator
-from engan.models.checkpoint import GENERATOR_FILE, save_generator
+from engan.models.checkpoint import read_metadata, GENERATOR_FILE, save_generator
 from engan.runtime.atomic import atomic_write_text
 from engan.sampling import sample_inputs, write_sample_grid
 from engan.schedule import lr_at
@@ -181,6 +181,7 @@ class Trainer:
         self.last_saved = -1
         if resume and has_state(self.out):
             self._load_state()
+            self._catch_up_generator_files()
         elif resume:
             raise RunDirError(f"nothing to resume in {self.out}: no checkpoint under {self.out}/state; drop --resume")
 
@@ -392,11 +393,9 @@ class Trainer:
         ok = True
         if self.is_main:
             try:
-                # generator files first, the state (and its LATEST pointer) last: a failed or
-                # killed write then leaves the previous state, and --resume redoes and rewrites.
-                self._save_generators(s)
                 tensors, meta = self._collect_state()
                 save_state(self.out, s, tensors, meta)
+                self._save_generators(s)  # if this fails, --resume rewrites them from the state
             except OSError as e:
                 ok = False
                 log.warning("checkpoint at step %d failed (%s); the previous checkpoint is kept", s, e)
@@ -406,6 +405,17 @@ class Trainer:
             self.last_saved = s
         barrier(self.dist)
         return ok
+
+    def _catch_up_generator_files(self) -> None:
+        """After a resume: rewrite the generator files if a failed/killed save left them behind the state."""
+        if not self.is_main:
+            return
+        try:
+            saved_step = read_metadata(self.out / GENERATOR_FILE).get("engan.step")
+        except Exception:  # missing or torn file
+            saved_step = None
+        if saved_step != str(self.step_no):
+            self._save_generators(self.step_no)
 
     def _save_generators(self, s: int) -> None:
         snaps = self.out / "snapshots"

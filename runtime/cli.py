@@ -186,6 +186,7 @@ def _walk_folder(folder: Path, recursive: bool, exclude: set[str]) -> list[tuple
                 found.append((p, PurePath(name)))
         return found
     visited = {os.path.realpath(folder)}
+
     def walk_error(e: OSError) -> None:  # os.walk would otherwise skip the folder without a word
         raise unlistable(e)
 

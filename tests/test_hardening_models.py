@@ -43,10 +43,6 @@ def export(checkpoint: Path, out: Path, *extra: str):
                               catch_exceptions=False)
 
 
-def one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 # ---------------------------------------------------------------------------- corrupt ONNX
 
 
@@ -117,8 +113,9 @@ def test_corrupt_safetensors_is_refused_everywhere(tmp_path, tiny_checkpoint, da
     with pytest.raises(ModelLoadError) as err:  # the runtime's PyTorch backend, directly and through Enhancer
         TorchBackend(bad, device="cpu")
     assert str(err.value) == msg
-    with pytest.raises(ModelLoadError, match="^" + __import__("re").escape(msg) + "$"):
+    with pytest.raises(ModelLoadError) as err:
         Enhancer.load(bad)
+    assert str(err.value) == msg
     r, out = infer(tmp_path, bad)
     assert r.exit_code == 2 and r.stderr.endswith(f"Error: could not load the model: {msg}\n")
     assert os.listdir(out) == []
