@@ -239,7 +239,7 @@ def test_graph_with_batch_fixed_to_1_runs_batches_one_by_one(tmp_path):
 
 
 def test_onnx_runtime_failures_while_running_name_the_model(tmp_path):
-    """A graph that loads but fails at run time (here: its output is not image-shaped)."""
+    """Graphs that load but fail at run time: a non-image output, an ONNX Runtime error."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -260,6 +260,23 @@ def test_onnx_runtime_failures_while_running_name_the_model(tmp_path):
         enh.enhance(make_image(16, 16))
     assert str(err.value) == (f"{p} returned shape (1, 768) for input (1, 3, 16, 16); engan models return an "
                               "image of the input's size (is this an engan generator?)")
+    # a graph ONNX Runtime itself cannot run at this size (a 16x16 constant added to the image)
+    q = tmp_path / "add16.onnx"
+    const = helper.make_tensor("c", TensorProto.FLOAT, [1, 3, 16, 16], [0.0] * 768)
+    ins = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])]
+    outs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, "H", "W"])]
+    graph = helper.make_graph([helper.make_node("Add", ["input", "c"], ["output"])], "g", ins, outs, [const])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(q))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        enh = Enhancer.load(q)
+    assert np.array_equal(enh.enhance(make_image(16, 16)), make_image(16, 16))
+    with pytest.raises(BackendError) as err:
+        enh.enhance(make_image(32, 32))
+    assert str(err.value).startswith(f"ONNX Runtime failed to run {q} on input (1, 3, 32, 32) (")
+    assert "Traceback" not in str(err.value) and "\n" not in str(err.value)
 
 
 # ---------------------------------------------------------------------------- TensorRT engines of another machine
@@ -480,10 +497,6 @@ def test_malicious_vgg_weights_are_refused_without_running(malicious):
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "eval bug: engan.eval.peers.load_peer lets torch's UnpicklingError through (no PeerError naming the file), "
-    "so `engan eval --peers zero-dce --peers-dir DIR` with a non-tensor .pth in DIR ends in a traceback; the "
-    "payload does not run (weights_only=True). Fix: wrap its torch.load in try/except -> PeerError(f'{path} ...')."))
 def test_malicious_peer_weights_are_refused_without_running(tmp_path, malicious):
     from engan.eval.peers import PEERS, PeerError, load_peer
 

@@ -264,5 +264,5 @@ def test_resume_removes_temp_files_a_killed_run_left(disk_full_run, data_dirs, t
              out / "snapshots" / ".generator_step000002.safetensors.x1.tmp"]
     for p in stale:
         p.write_bytes(b"half a generator")  # what atomic_open leaves when the process is killed mid-write
-    Trainer(_tiny_config(data_dirs, steps=2), out, resume=True, progress=False).fit()
+    Trainer(_tiny_config(data_dirs, steps=3), out, resume=True, progress=False).fit()
     assert [p.name for p in stale if p.exists()] == []
