@@ -30,7 +30,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="interleaved timing rounds per size (default: 3 in --quick, else as many as fit "
                          "~90 s per size, between 3 and 15)")
     group.addoption("--bench-threads", type=int, default=None, metavar="N",
-                    help="CPU threads for every backend (default: the cores this process may use)")
+                    help="CPU threads for every backend (default: the cores this process may use; 1 in --quick)")
     group.addoption("--bench-weights", default=None, metavar="PATH",
                     help="generator .safetensors or run folder to benchmark (default: the shipped model "
                          "when its preset matches, else a seeded random generator)")

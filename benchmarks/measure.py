@@ -135,6 +135,12 @@ def time_interleaved(
             s.add_parity(idx, y_ref, y)
         if on_round is not None:
             on_round(r + 1, rounds)
+    # parity on every input, also those the timed rounds did not reach (untimed)
+    for idx in range(min(rounds, len(inputs)), len(inputs)):
+        y_ref = ref.run(inputs[idx])
+        samples[ref.spec.key].add_parity(idx, y_ref, y_ref)
+        for runner in others:
+            samples[runner.spec.key].add_parity(idx, y_ref, runner.run(inputs[idx]))
     return samples
 
 

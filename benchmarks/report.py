@@ -78,8 +78,10 @@ def markdown_report(rows: Sequence[dict[str, Any]], skipped: Sequence[dict[str, 
         "- latency: p50/p90 of interleaved rounds after warm-up; speedup = reference p50 / row p50 "
         "(reference: eager FP32 on the same device, same rounds); CPU ms = process CPU time per call (all "
         "threads; robust to other jobs on a shared machine, so its speedup is the fairer one under load); "
-        "PSNR/max |Δ| vs that reference on the timed outputs; % peak = achieved GFLOP/s (from p50) / measured "
-        "fp32 (bf16 rows: bf16) matmul peak",
+        "PSNR/max |Δ| vs that reference on the timed outputs (and any inputs the rounds did not reach); "
+        "GFLOP/s = model GFLOP / min(p50, CPU time / threads) (wall time on a quiet machine, CPU time when other "
+        "jobs take the cores; the peak is measured the same way); % peak = that / measured fp32 (bf16 rows: bf16) "
+        "matmul peak",
         "",
     ]
     groups = [("Backends", "backends"), ("Levers (ONNX Runtime session options, batch)", "levers"),

@@ -6,7 +6,9 @@ Every knob is a command-line option registered in ``benchmarks/conftest.py``:
 ``--bench-presets``      comma list of generator presets (full default: ``lite,paper``).
 ``--bench-sizes``        comma list of HxW sizes, e.g. ``400x608,720x1280`` (H first).
 ``--bench-rounds``       interleaved timing rounds per size (default: adaptive, see :data:`ROUND_BUDGET_S`).
-``--bench-threads``      CPU threads for every backend (default: all cores this process may use).
+``--bench-threads``      CPU threads for every backend (default: all cores this process may use; 1 in
+                         --quick: CI only checks that the suite works, and on a busy machine two
+                         OpenMP threads that wait for each other can make eager torch 20x slower).
 ``--bench-weights``      generator ``.safetensors`` or run folder to benchmark instead of the default weights.
 ``--bench-calib-images`` INT8 calibration images (default 32, 4 in --quick).
 ``--bench-out``          folder for the result files (default ``benchmarks/results``).
@@ -121,7 +123,7 @@ def settings_from_options(
             QUICK_SIZES if quick else FULL_SIZES),
         rounds=rounds,
         warmup=1,
-        threads=threads or default_threads(),
+        threads=threads or (1 if quick else default_threads()),
         weights=weights,
         out_dir=Path(out_dir) if out_dir else BENCH_DIR / "results",
         calib_images=calib_images or (4 if quick else 32),

@@ -492,7 +492,7 @@ def _read_meta(model: "onnx.ModelProto") -> tuple[ArtefactMeta, bool]:
     return ArtefactMeta.from_props(props), any(k.startswith(PREFIX) for k in props)
 
 
-def _input_name(model: "onnx.ModelProto", meta: ArtefactMeta, path: Path) -> str:
+def _input_name(model: "onnx.ModelProto", path: Path) -> str:
     inits = {t.name for t in model.graph.initializer}
     inputs = [i.name for i in model.graph.input if i.name not in inits]
     if len(inputs) != 1:
@@ -553,7 +553,7 @@ def quantize_int8(
         raise QuantizeError(
             f"{fp32_onnx} is a {meta.precision} model; quantize the FP32 model.onnx written by `engan export`"
         )
-    input_name = _input_name(source_model, meta, fp32_onnx)
+    input_name = _input_name(source_model, fp32_onnx)
     batches, source = load_calibration_batches(calib_dir, num_images, config.calib_size, progress)
 
     out.parent.mkdir(parents=True, exist_ok=True)
