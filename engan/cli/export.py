@@ -44,9 +44,11 @@ def _hw_sizes_option(ctx: click.Context, param: click.Parameter, values: tuple[s
               help="Also write model.fp16.onnx (FP16 weights and compute, FP32 I/O, for GPU providers) and, where "
                    "TensorRT and a CUDA GPU are present, an FP16 TensorRT engine.")
 @click.option("--int8", is_flag=True, default=False,
-              help="Also write model.int8.onnx (ONNX Runtime static INT8 quantization, for CPUs with VNNI).")
+              help="Also write model.int8.onnx (ONNX Runtime static INT8 QDQ quantization for CPUs: "
+                   "about 2x ONNX Runtime FP32 on an AVX2 CPU at 38-40 dB PSNR vs FP32).")
 @click.option("--calib", type=click.Path(exists=True, file_okay=False), default=None, metavar="DIR",
-              help="Folder of low-light images to calibrate --int8 with. Default: generated images.")
+              help="Folder of low-light images to calibrate --int8 with. Default: $ENGAN_SHARED/data/train/low "
+                   "(../shared next to the repo) when present, else generated dark images.")
 @click.option("--calib-images", type=click.IntRange(min=1), default=32, show_default=True, metavar="N",
               help="How many calibration images --int8 uses.")
 @click.option("--opset", type=click.IntRange(min=13), default=17, show_default=True, metavar="N",
