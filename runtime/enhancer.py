@@ -151,6 +151,7 @@ class Enhancer:
         overlap: int = prepost.DEFAULT_OVERLAP,
         providers: Sequence[str] | None = None,
         precision: str = "fp32",
+        cpu_int8: bool = True,
     ) -> "Enhancer":
         """Load a model on the best (or the named) backend.
 
@@ -170,6 +171,10 @@ class Enhancer:
             providers: explicit ONNX Runtime providers (e.g. with ``TensorrtExecutionProvider``).
             precision: ``fp32``/``fp16`` for the PyTorch backend (fp16 on CUDA only);
                 for ONNX/TensorRT the precision is the artefact's (pick ``model.fp16.onnx``).
+            cpu_int8: with ``backend="auto"`` on a CPU, run the INT8 copy
+                (``<stem>.int8.onnx``, same checkpoint) next to an ``.onnx`` when there is
+                one, as the shipped model has; False runs the given file (``engan eval``
+                scores models as given).
 
         Raises:
             ModelNotShippedError: no model given and none ships (the message says what to pass).
@@ -178,7 +183,7 @@ class Enhancer:
         """
         _check_tiling(max_pixels, tile, overlap)
         path = resolve_model(model, backend)
-        sel = select_backend(path, backend, device)
+        sel = select_backend(path, backend, device, cpu_int8=cpu_int8)
         if precision != "fp32" and sel.backend != "torch":
             raise ValueError(
                 f"precision={precision!r} applies to the PyTorch backend only; the {sel.backend} backend runs the "

@@ -6,6 +6,7 @@ a TensorRT engine); read back by the runtime so nothing is hard-coded. Torch-fre
 from __future__ import annotations
 
 import dataclasses
+import os
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,3 +74,66 @@ class ArtefactMeta:
         d = json.loads(text)
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """``metadata_props`` of an ONNX file, read without onnx or onnxruntime.
+
+    Walks the top-level protobuf fields of ``ModelProto`` and skips the graph by its
+    length, so it costs a file read and no parsing of the network (milliseconds).
+
+    Raises:
+        ValueError: the file is not a well-formed protobuf (truncated or not ONNX).
+    """
+    with open(path, "rb") as fh:
+        buf = memoryview(fh.read())
+    props: dict[str, str] = {}
+    pos = 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        field_no, wire = key >> 3, key & 7
+        if wire == 0:
+            _, pos = _varint(buf, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            if pos + size > len(buf):
+                raise ValueError(f"{path}: truncated protobuf field {field_no}")
+            if field_no == 14:  # metadata_props: StringStringEntryProto {1: key, 2: value}
+                entry, p, k, v = buf[pos:pos + size], 0, "", ""
+                while p < len(entry):
+                    ekey, p = _varint(entry, p)
+                    if ekey & 7 != 2:
+                        raise ValueError(f"{path}: malformed metadata entry")
+                    n, p = _varint(entry, p)
+                    text = bytes(entry[p:p + n]).decode("utf-8", "replace")
+                    p += n
+                    if ekey >> 3 == 1:
+                        k = text
+                    elif ekey >> 3 == 2:
+                        v = text
+                props[k] = v
+            pos += size
+        else:
+            raise ValueError(f"{path}: not an ONNX protobuf (wire type {wire} at byte {pos})")
+    if pos != len(buf):
+        raise ValueError(f"{path}: truncated protobuf")
+    return props

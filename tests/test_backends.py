@@ -359,3 +359,63 @@ def test_torch_backend_finds_weights_next_to_the_onnx(onnx_dir, tiny_checkpoint)
     shutil.copy(tiny_checkpoint, onnx_dir / "model.safetensors")
     sel = select.select_backend(onnx_dir / "model.onnx", backend="torch")
     assert sel.model == onnx_dir / "model.safetensors" and "weights model.safetensors next to model.onnx" in sel.reason
+
+
+def _int8_copy(src: Path, dst: Path, **meta: str) -> Path:
+    """A copy of an FP32 engan ONNX whose metadata marks it as its INT8 export (or as ``meta`` says)."""
+    import onnx
+
+    model = onnx.load(str(src))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update({"engan.precision": "int8", **{f"engan.{k}": v for k, v in meta.items()}})
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(dst))
+    return dst
+
+
+def test_read_onnx_metadata_matches_onnx_and_refuses_truncated_files(tiny_onnx, tmp_path):
+    import onnx
+
+    from engan.runtime.meta import read_onnx_metadata
+
+    assert read_onnx_metadata(tiny_onnx) == {p.key: p.value for p in onnx.load(str(tiny_onnx)).metadata_props}
+    torn = tmp_path / "torn.onnx"
+    torn.write_bytes(tiny_onnx.read_bytes()[:-7])
+    with pytest.raises(ValueError, match="torn.onnx"):
+        read_onnx_metadata(torn)
+
+
+def test_auto_on_a_cpu_runs_the_int8_copy_next_to_the_onnx(onnx_dir, monkeypatch):
+    _simulate(monkeypatch, providers=["CPUExecutionProvider"], gpus=0, trt_installed=False)
+    int8 = _int8_copy(onnx_dir / "model.onnx", onnx_dir / "model.int8.onnx")
+    sel = select.select_backend(onnx_dir / "model.onnx")
+    assert (sel.backend, sel.device, sel.model) == ("ort", "cpu", int8)
+    assert sel.reason.startswith("ONNX Runtime CPU INT8: model.int8.onnx, the INT8 copy of model.onnx")
+    assert "--backend ort runs model.onnx as given" in sel.reason
+    # asked for by name, the file runs as given; on a GPU the FP32 model runs on CUDA
+    assert select.select_backend(onnx_dir / "model.onnx", backend="ort").model == onnx_dir / "model.onnx"
+    assert select.select_backend(int8).model == int8
+    assert select.select_backend(onnx_dir / "model.onnx", cpu_int8=False).model == onnx_dir / "model.onnx"
+    _simulate(monkeypatch, providers=["CUDAExecutionProvider", "CPUExecutionProvider"], gpus=1, trt_installed=False)
+    assert select.select_backend(onnx_dir / "model.onnx").model == onnx_dir / "model.onnx"
+    from engan.runtime.enhancer import Enhancer
+
+    with Enhancer.load(onnx_dir / "model.onnx", device="cpu") as e:
+        assert e.info["model"] == str(int8) and e.info["precision"] == "int8"
+    with Enhancer.load(onnx_dir / "model.onnx", device="cpu", cpu_int8=False) as e:  # what `engan eval` scores
+        assert e.info["model"] == str(onnx_dir / "model.onnx") and e.info["precision"] == "fp32"
+
+
+def test_a_stale_int8_copy_is_not_used(onnx_dir, monkeypatch):
+    _simulate(monkeypatch, providers=["CPUExecutionProvider"], gpus=0, trt_installed=False)
+    _int8_copy(onnx_dir / "model.onnx", onnx_dir / "model.int8.onnx", checkpoint_sha256="0" * 64)
+    sel = select.select_backend(onnx_dir / "model.onnx")
+    assert sel.model == onnx_dir / "model.onnx"
+    assert sel.reason.endswith("(INT8 copy not used: model.int8.onnx was made from another checkpoint than "
+                               "model.onnx (stale; re-export))")
+    (onnx_dir / "model.int8.onnx").write_bytes(b"\x08\x07garbage")
+    sel = select.select_backend(onnx_dir / "model.onnx")
+    assert sel.model == onnx_dir / "model.onnx" and "model.int8.onnx unreadable" in sel.reason

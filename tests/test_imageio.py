@@ -301,7 +301,11 @@ def test_write_is_atomic_when_the_encoder_fails(tmp_path, monkeypatch):
         fp.write(b"\x89PNG half of a file")
         raise OSError(28, "No space left on device")
 
+    def broken_png(fh, arr, **kw):  # the fast PNG writer used at zlib levels <= 3
+        broken_save(None, fh)
+
     monkeypatch.setattr(Image.Image, "save", broken_save)
+    monkeypatch.setattr(iio, "write_png_array", broken_png)
     with pytest.raises(iio.EncodeError, match=r"^could not write o\.png: no space left on device$"):
         iio.write_image(tmp_path / "o.png", img)
     assert list(tmp_path.iterdir()) == []
@@ -311,6 +315,7 @@ def test_write_keeps_the_old_file_when_replacing_fails(tmp_path, monkeypatch):
     target = save(tmp_path / "o.png", Image.fromarray(make_image(8, 8)))
     before = target.read_bytes()
     monkeypatch.setattr(Image.Image, "save", lambda self, fp, **k: (_ for _ in ()).throw(ValueError("boom")))
+    monkeypatch.setattr(iio, "write_png_array", lambda fh, arr, **k: (_ for _ in ()).throw(ValueError("boom")))
     with pytest.raises(iio.EncodeError, match=r"^could not encode o\.png as PNG: boom$"):
         iio.write_image(target, Image.fromarray(make_image(8, 8, seed=1)))
     assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["o.png"]
@@ -372,3 +377,35 @@ def test_fifo_is_refused_without_blocking(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(iio.DecodeError, match=r"^unreadable \(not a regular file\)$"):
         iio.read_image(fifo)
+
+
+@pytest.mark.parametrize("sixteen", [False, True])
+def test_png_compress_level_is_lossless_and_trades_size(tmp_path, sixteen):
+    img = make_image(96, 128, seed=3)
+    pixels = (img.astype(np.uint16) * 257) if sixteen else Image.fromarray(img)
+    sizes = {}
+    for level in (0, iio.DEFAULT_PNG_COMPRESS, 9):
+        path = tmp_path / f"o{level}.png"
+        iio.write_image(path, pixels, png_compress=level)
+        back = iio.read_image(path).pixels
+        back = np.asarray(back) if not isinstance(back, np.ndarray) else back
+        expected = np.asarray(pixels) if not sixteen else pixels
+        assert np.array_equal(back, expected), f"PNG level {level} changed the pixels"
+        sizes[level] = path.stat().st_size
+    assert sizes[0] > sizes[iio.DEFAULT_PNG_COMPRESS] >= sizes[9]
+    assert iio.DEFAULT_PNG_COMPRESS == 1
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+def test_fast_png_writer_matches_pillow_pixels_icc_and_exif(tmp_path, mode):
+    img = Image.fromarray(make_image(40, 56, seed=5)).convert(mode)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes() if mode.startswith("RGB") else None
+    exif = Image.Exif()
+    exif[0x010E] = "engan test"  # ImageDescription
+    iio.write_image(tmp_path / "fast.png", img, icc_profile=icc, exif=exif.tobytes(), png_compress=1)
+    iio.write_image(tmp_path / "pillow.png", img, icc_profile=icc, exif=exif.tobytes(), png_compress=6)
+    with Image.open(tmp_path / "fast.png") as fast, Image.open(tmp_path / "pillow.png") as ref:
+        assert fast.mode == ref.mode == mode
+        assert np.array_equal(np.asarray(fast), np.asarray(ref))
+        assert fast.info.get("icc_profile") == ref.info.get("icc_profile")
+        assert fast.getexif().get(0x010E) == "engan test" == ref.getexif().get(0x010E)

@@ -249,7 +249,16 @@ def test_encoder_failure_leaves_nothing_partial(tmp_path, tiny_onnx, monkeypatch
             raise OSError(28, "No space left on device")
         return real_save(self, fp, format=format, **params)
 
+    real_png = iio.write_png_array
+
+    def png_fails_for_b(fh, arr, **kw):  # the fast PNG writer (zlib level <= 3, the default)
+        if arr.shape[:2] == (16, 24):
+            fh.write(b"\x89PNG\r\n\x1a\n half written")
+            raise OSError(28, "No space left on device")
+        return real_png(fh, arr, **kw)
+
     monkeypatch.setattr(Image.Image, "save", save_fails_for_b)
+    monkeypatch.setattr(iio, "write_png_array", png_fails_for_b)
     r = run_cli(src, out, "--workers", "2", model=tiny_onnx)
     assert r.exit_code == 1
     assert failed_lines(r) == [f"FAILED {src / 'b.png'}: could not write b.png: no space left on device"]
@@ -366,6 +375,7 @@ def test_usage_errors_exit_2(tmp_path, tiny_onnx):
     assert r.exit_code == 2 and "no file matches" in r.stderr
     assert run_cli(tmp_path / "a.png", tmp_path / "o", "--ext", "gif").exit_code == 2
     assert run_cli(tmp_path / "a.png", tmp_path / "o", "--quality", "0").exit_code == 2
+    assert run_cli(tmp_path / "a.png", tmp_path / "o", "--png-compress", "10").exit_code == 2
     assert run_cli(tmp_path / "a.png").exit_code == 2  # OUTPUT_DIR missing
     r = run_cli(tmp_path / "a.png", tmp_path / "o", "--model", tmp_path / "nope.onnx")
     assert r.exit_code == 2 and "Error: could not load the model: model not found" in r.stderr
@@ -376,7 +386,7 @@ def test_help_explains_every_option_and_default():
     r = CliRunner().invoke(cli.main, ["--help"])
     assert r.exit_code == 0
     text = " ".join(r.output.split())
-    for opt in ("--model", "--backend", "--device", "--ext", "--quality", "--suffix", "--skip-existing",
+    for opt in ("--model", "--backend", "--device", "--ext", "--quality", "--png-compress", "--suffix", "--skip-existing",
                 "--overwrite", "--recursive", "--max-pixels", "--tile", "--threads", "--max-image-pixels",
                 "--workers", "--batch", "--compare", "--html", "--quiet"):
         assert opt in text, opt

@@ -170,7 +170,7 @@ def runtime_enhance_fn(model: str | os.PathLike | None, backend: str = "auto") -
             "or a .safetensors generator / run folder"
         ) from None
     try:
-        enh = Enhancer.load(model, backend=backend, max_pixels=0)
+        enh = Enhancer.load(model, backend=backend, max_pixels=0, cpu_int8=False)  # score the file as given
     except FileNotFoundError as e:  # includes ModelNotShippedError
         raise ModelLoadError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - surface any runtime failure with the model named
