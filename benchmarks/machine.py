@@ -140,7 +140,7 @@ def measure_peak_gflops(threads: int, quick: bool = False, bf16: bool = True) ->
             out["bf16"] = round(2 * n**3 / _best_seconds(lambda: a @ b, repeats, threads) / 1e9, 1)
             out["bf16_native"] = native
         out["method"] = (f"best of {repeats} torch matmuls n={'/'.join(map(str, sizes))} and a 128->128 3x3 conv, "
-                         f"{threads} threads, time = min(wall, CPU time / threads)")
+                         f"{threads} thread{'' if threads == 1 else 's'}, time = min(wall, CPU time / threads)")
         return out
     finally:
         torch.set_num_threads(previous)
@@ -178,5 +178,6 @@ def describe_cpu(info: dict[str, Any]) -> str:
     simd = "AVX-512" if flags.get("avx512f") else ("AVX2" if flags.get("avx2") else "no AVX2")
     extras = [label for key, label in (("avx512_vnni", "VNNI"), ("avx_vnni", "AVX-VNNI"),
                                        ("avx512_bf16", "BF16"), ("amx_bf16", "AMX")) if flags.get(key)]
-    return f"{name}, {info['threads']} threads of {cpu['logical_cpus']}, {simd}" + (
+    n = info["threads"]
+    return f"{name}, {n} thread{'' if n == 1 else 's'} of {cpu['logical_cpus']}, {simd}" + (
         f" + {'/'.join(extras)}" if extras else " (no VNNI, no native BF16)")

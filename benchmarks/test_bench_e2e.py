@@ -1,6 +1,7 @@
 """End-to-end: ``engan-infer`` on a folder of 600x400 photos vs the model-only time for them.
 
-Two measurements, interleaved with the model-only time:
+For the FP32 model and its INT8 copy (what ``engan-infer`` runs on a CPU), two
+measurements, interleaved with the model-only time:
 
 * the CLI's pipeline (:func:`engan.runtime.cli.run`, what the console script runs) with an
   already loaded and warmed Enhancer, so the difference to model-only is exactly the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -57,6 +59,20 @@ def photo_files(tmp: Path, count: int) -> tuple[list[Path], str]:
 
 
 def test_e2e_folder_overhead(bench: BenchSession, e2e_preset: str, tmp_path: Path) -> None:
+    st = bench.settings
+    count = 4 if st.quick else 15
+    model = bench.model(e2e_preset)
+    files, source = photo_files(tmp_path / "in", count)
+    _measure_e2e(bench, e2e_preset, "fp32", model.onnx_fp32, files, source, tmp_path / "fp32")
+    if model.onnx_int8 is not None:  # what engan-infer runs on a CPU when the INT8 copy ships
+        _measure_e2e(bench, e2e_preset, "int8", model.onnx_int8, files, source, tmp_path / "int8")
+    else:
+        bench.record_skip("e2e INT8", model.int8_error or "no INT8 model")
+
+
+def _measure_e2e(bench: BenchSession, preset: str, precision: str, onnx_path: Path, files: list[Path],
+                 source: str, tmp_path: Path) -> None:
+    """Model-only vs the CLI pipeline at each of :data:`WORKERS`, interleaved; records one row per workers."""
     from PIL import Image
 
     from engan.runtime import prepost
@@ -64,10 +80,9 @@ def test_e2e_folder_overhead(bench: BenchSession, e2e_preset: str, tmp_path: Pat
     from engan.runtime.enhancer import Enhancer
 
     st = bench.settings
-    count, reps = (4, 2) if st.quick else (15, 3)
-    model = bench.model(e2e_preset)
-    files, source = photo_files(tmp_path / "in", count)
-    enhancer = Enhancer.load(str(model.onnx_fp32), backend="ort", device="cpu", threads=st.threads)
+    count, reps = len(files), (2 if st.quick else 3)
+    model = bench.model(preset)
+    enhancer = Enhancer.load(str(onnx_path), backend="ort", device="cpu", threads=st.threads)
     enhancer.warmup((400, 608))
     images = [np.asarray(Image.open(f).convert("RGB")) for f in files]
     padded = [prepost.pad_to_multiple(prepost.hwc_to_nchw(prepost.to_float(im))) for im in images]
@@ -84,7 +99,7 @@ def test_e2e_folder_overhead(bench: BenchSession, e2e_preset: str, tmp_path: Pat
 
     def pipeline(workers: int) -> tuple[float, float]:
         out = tmp_path / f"out-w{workers}"
-        opts = InferOptions(inputs=tuple(str(f) for f in files), output_dir=out, model=str(model.onnx_fp32),
+        opts = InferOptions(inputs=tuple(str(f) for f in files), output_dir=out, model=str(onnx_path),
                             backend="ort", device="cpu", existing="overwrite", workers=workers, quiet=True,
                             threads=st.threads)
         c = time.process_time()
@@ -106,7 +121,7 @@ def test_e2e_folder_overhead(bench: BenchSession, e2e_preset: str, tmp_path: Pat
             cpu[f"w{w}"].append(dc)
     enhancer.close()
 
-    wall, wall_note = _console_script(files, model.onnx_fp32, tmp_path / "out-cli", st.threads)
+    wall, wall_note = _console_script(files, onnx_path, tmp_path / "out-cli", st.threads)
     model_s, model_cpu = percentile(times["model"], 50), percentile(cpu["model"], 50)
     for w in WORKERS:
         outs = sorted((tmp_path / f"out-w{w}").glob("*.png"))
@@ -117,8 +132,8 @@ def test_e2e_folder_overhead(bench: BenchSession, e2e_preset: str, tmp_path: Pat
         assert worst <= 1, f"engan-infer output differs from the model-only output by {worst} levels (> 1)"
         e2e_s, e2e_cpu = percentile(times[f"w{w}"], 50), percentile(cpu[f"w{w}"], 50)
         bench.record({
-            "group": "e2e", "key": f"e2e-w{w}", "backend": "engan-infer pipeline (onnxruntime CPU)",
-            "precision": "fp32", "device": "cpu", "preset": e2e_preset, "height": PHOTO_HW[0],
+            "group": "e2e", "key": f"e2e-{precision}-w{w}", "backend": "engan-infer pipeline (onnxruntime CPU)",
+            "precision": precision, "device": "cpu", "preset": preset, "height": PHOTO_HW[0],
             "width": PHOTO_HW[1], "batch": 1, "images": count, "workers": w, "reps": reps,
             "model_only_s": round(model_s, 3), "e2e_s": round(e2e_s, 3),
             "overhead_pct": round(100 * (e2e_s - model_s) / model_s, 1),
@@ -134,7 +149,8 @@ def test_e2e_folder_overhead(bench: BenchSession, e2e_preset: str, tmp_path: Pat
 
 def _console_script(files: list[Path], model: Path, out: Path, threads: int) -> tuple[float | None, str]:
     """Wall seconds of the ``engan-infer`` console script on ``files`` (None + reason when absent)."""
-    exe = shutil.which("engan-infer")
+    # the script next to this interpreter (a venv run without activating it), else on PATH
+    exe = shutil.which("engan-infer", path=str(Path(sys.executable).parent)) or shutil.which("engan-infer")
     if exe is None:
         return None, "engan-infer console script not installed (pip install -e . puts it on PATH)"
     cmd = [exe, *map(str, files), str(out), "--model", str(model), "--backend", "ort", "--device", "cpu",
