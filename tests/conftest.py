@@ -1,6 +1,10 @@
 """Shared fixtures: where the read-only research data lives, and tiny generated images."""
 from __future__ import annotations
 
+import contextlib
+import errno
+from typing import Callable, Iterator
+
 import os
 from pathlib import Path
 
@@ -80,3 +84,48 @@ def tiny_onnx(tmp_path_factory, tiny_checkpoint) -> Path:
         entry.key, entry.value = k, v
     onnx.save(model, str(path))
     return path
+
+
+def tiny_config(data_dirs, steps: int = 3, **train):
+    """An ExperimentConfig for fast CPU training tests: tiny generator, ndf 8, crop 32, 1 thread.
+
+    ``train`` overrides TrainConfig fields (defaults here: batch 2, save/sample every 2, EMA 0.9).
+    """
+    from engan.config import DataConfig, DiscriminatorConfig, ExperimentConfig, TrainConfig, model_config
+
+    low, normal = data_dirs
+    return ExperimentConfig(
+        model=model_config("tiny"),
+        discriminator=DiscriminatorConfig(ndf=8),
+        data=DataConfig(low_dir=str(low), normal_dir=str(normal), crop=32),
+        train=TrainConfig(**{"steps": steps, "batch": 2, "save_every": 2, "sample_every": 2, "threads": 1,
+                             "ema_decay": 0.9, **train}),
+    )
+
+
+@contextlib.contextmanager
+def disk_full_for(monkeypatch, matches: Callable[[Path], bool], divisor: int = 2) -> Iterator[None]:
+    """ENOSPC in every atomic write of a file ``matches`` accepts, after 1/``divisor`` of the first chunk."""
+    import engan.runtime.atomic as atomic
+
+    real_open = atomic.atomic_open
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(data[: len(data) // divisor])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    @contextlib.contextmanager
+    def full(path, mode="wb"):
+        with real_open(path, mode) as f:
+            yield FullDisk(f) if matches(Path(path)) else f
+
+    with monkeypatch.context() as m:
+        m.setattr(atomic, "atomic_open", full)
+        yield

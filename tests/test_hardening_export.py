@@ -7,8 +7,6 @@ test_export_cli.py; corrupt/malicious checkpoints in test_hardening_models.py.)
 """
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
 import re
 from pathlib import Path
@@ -19,6 +17,7 @@ from click.testing import CliRunner
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
+from conftest import disk_full_for  # noqa: E402
 from engan.cli import main  # noqa: E402
 
 
@@ -100,34 +99,6 @@ def test_invalid_profile_options_exit_2_before_any_work(tmp_path, tiny_checkpoin
     assert not out.exists()
 
 
-@contextlib.contextmanager
-def disk_full_for(monkeypatch, name: str):
-    """ENOSPC half-way through the atomic write of the file called ``name``."""
-    import engan.runtime.atomic as atomic
-
-    real_open = atomic.atomic_open
-
-    class Full:
-        def __init__(self, f):
-            self.f = f
-
-        def write(self, data):
-            self.f.write(data[: len(data) // 2])
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        def __getattr__(self, attr):
-            return getattr(self.f, attr)
-
-    @contextlib.contextmanager
-    def fake(path, mode="wb"):
-        with real_open(path, mode) as f:
-            yield Full(f) if Path(path).name == name else f
-
-    with monkeypatch.context() as m:
-        m.setattr(atomic, "atomic_open", fake)
-        yield
-
-
 def _full_disk_message(path: Path) -> str:
     return (f"Error: could not write {path} (no space left on device); nothing half-written is left in {path.parent}: "
             "free some disk space or pass another --out, then run the export again\n")
@@ -135,7 +106,7 @@ def _full_disk_message(path: Path) -> str:
 
 def test_disk_full_writing_the_onnx_leaves_nothing(tmp_path, tiny_checkpoint, monkeypatch):
     out = tmp_path / "o"
-    with disk_full_for(monkeypatch, "model.onnx"):
+    with disk_full_for(monkeypatch, lambda p: p.name == "model.onnx"):
         r = export("--checkpoint", tiny_checkpoint, "--out", out, "--no-check")
     assert r.exit_code == 1
     assert r.output.endswith(_full_disk_message(out / "model.onnx"))
@@ -147,7 +118,7 @@ def test_disk_full_writing_the_fp16_onnx_keeps_the_complete_fp32_one(tmp_path, t
     import onnxruntime as ort
 
     out = tmp_path / "o"
-    with disk_full_for(monkeypatch, "model.fp16.onnx"):
+    with disk_full_for(monkeypatch, lambda p: p.name == "model.fp16.onnx"):
         r = export("--checkpoint", tiny_checkpoint, "--out", out, "--fp16", "--no-engine", "--check-size", "32x32")
     assert r.exit_code == 1
     assert r.output.endswith(_full_disk_message(out / "model.fp16.onnx"))

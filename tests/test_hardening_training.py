@@ -9,8 +9,6 @@ SIGKILL test lives in tests/test_trainer.py.
 """
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import logging
 import multiprocessing
@@ -25,8 +23,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_image
-from engan.config import DataConfig, DiscriminatorConfig, ExperimentConfig, TrainConfig, model_config
+from conftest import disk_full_for, make_image, tiny_config
+from engan.config import ExperimentConfig, TrainConfig
 from engan.models.checkpoint import load_generator, read_metadata
 from engan.train_state import LATEST, META_FILE, STATE_DIR, TENSORS_FILE, _load_folder, load_latest
 from engan.trainer import METRICS_FILE, Trainer
@@ -167,42 +165,13 @@ def test_sigkill_at_random_moments_resumes_from_the_last_good_checkpoint(warm_pa
 
 
 def _tiny_config(data_dirs, steps: int, **train) -> ExperimentConfig:
-    low, normal = data_dirs
-    return ExperimentConfig(
-        model=model_config("tiny"),
-        discriminator=DiscriminatorConfig(ndf=8),
-        data=DataConfig(low_dir=str(low), normal_dir=str(normal), crop=32),
-        train=TrainConfig(**{"steps": steps, "batch": 1, "save_every": 1, "sample_every": 100, "threads": 1,
-                             **train}),
-    )
+    return tiny_config(data_dirs, steps, **{"batch": 1, "save_every": 1, "sample_every": 100,
+                                            "ema_decay": TrainConfig().ema_decay, **train})
 
 
-@contextlib.contextmanager
 def _disk_full_for_generator_files(monkeypatch):
     """Make every atomic write of a ``generator*`` file fail with ENOSPC after a third of its bytes."""
-    import engan.runtime.atomic as atomic
-
-    real_open = atomic.atomic_open
-
-    class FullDisk:
-        def __init__(self, f):
-            self.f = f
-
-        def write(self, data):
-            self.f.write(data[: len(data) // 3])
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-    @contextlib.contextmanager
-    def full_for_generators(path, mode="wb"):
-        with real_open(path, mode) as f:
-            yield FullDisk(f) if Path(path).name.startswith("generator") else f
-
-    with monkeypatch.context() as m:
-        m.setattr(atomic, "atomic_open", full_for_generators)
-        yield
+    return disk_full_for(monkeypatch, lambda p: p.name.startswith("generator"), divisor=3)
 
 
 @pytest.fixture(scope="module")

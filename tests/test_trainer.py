@@ -14,9 +14,9 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import make_image
+from conftest import make_image, tiny_config
 from engan.cli.train import train as train_cmd
-from engan.config import DataConfig, DiscriminatorConfig, ExperimentConfig, TrainConfig, model_config
+from engan.config import DiscriminatorConfig, ExperimentConfig, model_config
 from engan.models.checkpoint import load_generator, read_metadata
 from engan.train_state import LATEST, STATE_DIR, load_latest
 from engan.trainer import RunDirError, Trainer
@@ -32,17 +32,6 @@ def data_dirs(tmp_path_factory):
         (root / "normal").mkdir(exist_ok=True)
         Image.fromarray(make_image(48, 40, seed=20 + i, dark=0.9)).save(root / "normal" / f"n{i}.jpg")
     return root / "low", root / "normal"
-
-
-def tiny_config(data_dirs, steps=3, **train) -> ExperimentConfig:
-    low, normal = data_dirs
-    return ExperimentConfig(
-        model=model_config("tiny"),
-        discriminator=DiscriminatorConfig(ndf=8),
-        data=DataConfig(low_dir=str(low), normal_dir=str(normal), crop=32),
-        train=TrainConfig(**{"steps": steps, "batch": 2, "save_every": 2, "sample_every": 2, "threads": 1,
-                             "ema_decay": 0.9, **train}),
-    )
 
 
 def test_smoke_train_writes_the_run_folder(data_dirs, tmp_path):
