@@ -27,6 +27,7 @@ import pytest
 
 from benchmarks.images import lol_dir
 from benchmarks.measure import percentile
+from benchmarks.models import BenchModel
 from benchmarks.session import BenchSession, settings_of
 from engan.export.quantize import generated_dark_image, list_images
 
@@ -63,14 +64,14 @@ def test_e2e_folder_overhead(bench: BenchSession, e2e_preset: str, tmp_path: Pat
     count = 4 if st.quick else 15
     model = bench.model(e2e_preset)
     files, source = photo_files(tmp_path / "in", count)
-    _measure_e2e(bench, e2e_preset, "fp32", model.onnx_fp32, files, source, tmp_path / "fp32")
+    _measure_e2e(bench, model, "fp32", model.onnx_fp32, files, source, tmp_path / "fp32")
     if model.onnx_int8 is not None:  # what engan-infer runs on a CPU when the INT8 copy ships
-        _measure_e2e(bench, e2e_preset, "int8", model.onnx_int8, files, source, tmp_path / "int8")
+        _measure_e2e(bench, model, "int8", model.onnx_int8, files, source, tmp_path / "int8")
     else:
         bench.record_skip("e2e INT8", model.int8_error or "no INT8 model")
 
 
-def _measure_e2e(bench: BenchSession, preset: str, precision: str, onnx_path: Path, files: list[Path],
+def _measure_e2e(bench: BenchSession, model: BenchModel, precision: str, onnx_path: Path, files: list[Path],
                  source: str, tmp_path: Path) -> None:
     """Model-only vs the CLI pipeline at each of :data:`WORKERS`, interleaved; records one row per workers."""
     from PIL import Image
@@ -81,7 +82,6 @@ def _measure_e2e(bench: BenchSession, preset: str, precision: str, onnx_path: Pa
 
     st = bench.settings
     count, reps = len(files), (2 if st.quick else 3)
-    model = bench.model(preset)
     enhancer = Enhancer.load(str(onnx_path), backend="ort", device="cpu", threads=st.threads)
     enhancer.warmup((400, 608))
     images = [np.asarray(Image.open(f).convert("RGB")) for f in files]
@@ -133,7 +133,7 @@ def _measure_e2e(bench: BenchSession, preset: str, precision: str, onnx_path: Pa
         e2e_s, e2e_cpu = percentile(times[f"w{w}"], 50), percentile(cpu[f"w{w}"], 50)
         bench.record({
             "group": "e2e", "key": f"e2e-{precision}-w{w}", "backend": "engan-infer pipeline (onnxruntime CPU)",
-            "precision": precision, "device": "cpu", "preset": preset, "height": PHOTO_HW[0],
+            "precision": precision, "device": "cpu", "preset": model.preset, "height": PHOTO_HW[0],
             "width": PHOTO_HW[1], "batch": 1, "images": count, "workers": w, "reps": reps,
             "model_only_s": round(model_s, 3), "e2e_s": round(e2e_s, 3),
             "overhead_pct": round(100 * (e2e_s - model_s) / model_s, 1),
