@@ -56,10 +56,11 @@ from engan.runtime.atomic import atomic_open
 #: 100 MP medium-format photos; a PNG whose header claims 100000x100000 is refused.
 DEFAULT_MAX_IMAGE_PIXELS = 128_000_000
 
-#: zlib level of written PNGs. PNG is lossless at every level; 1 encodes a 600x400 photo
-#: in ~29 ms instead of ~103 ms at Pillow's default 6 (files ~17 % larger), which on a
-#: 2-core CPU is the difference between a 10 % and a 35 % overhead over the model's own
-#: time (benchmarks/test_bench_e2e.py). OpenCV's imwrite uses 1 too.
+#: zlib level of written PNGs. PNG is lossless at every level; at 1 a 600x400 photo
+#: encodes in ~16 ms (:func:`write_png_array`; Pillow takes ~32 ms at 1 and ~103 ms at
+#: its default 6, for files ~15 % smaller), which on a 2-core CPU keeps engan-infer's
+#: overhead over the model's own time near 5-10 % instead of 36-43 %
+#: (benchmarks/test_bench_e2e.py). OpenCV's imwrite uses 1 too.
 DEFAULT_PNG_COMPRESS = 1
 
 #: Output formats :func:`write_image` can write, by lower-case file extension.
@@ -578,7 +579,7 @@ def write_png16(fh, arr: np.ndarray, icc_profile: bytes | None = None,
 
 
 #: Pillow modes :func:`encode_image` writes through :func:`write_png_array` at low zlib levels.
-_FAST_PNG_MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
+_FAST_PNG_MODES = frozenset({"L", "LA", "RGB", "RGBA"})
 
 
 def write_png_array(fh, arr: np.ndarray, icc_profile: bytes | None = None,
