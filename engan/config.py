@@ -48,12 +48,15 @@ class DiscriminatorConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Loss weights and the feature network of the self-feature-preserving loss."""
+    """Loss weights, the feature network of the self-feature-preserving loss, and the optional colour term."""
 
     feature_net: Literal["vgg16", "efficientnet-lite0"] = "efficientnet-lite0"
     vgg_weights: str | None = None
     sfp_weight: float = 1.0
     patch_sfp: bool = True
+    #: weight of the colour-preserving term (:mod:`engan.losses.color`); 0 = the paper's losses only
+    color_weight: float = 0.0
+    color_cell: int = 16
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 One iteration, as the authors' ``optimize_parameters`` (spec section 3):
 
 1. one forward of G on the (possibly darkened) low-light input;
-2. G step on ``L_G = L_G^glob + L_G^loc + w (L_SFP^glob + L_SFP^loc)`` (the
+2. G step on ``L_G = L_G^glob + L_G^loc + w (L_SFP^glob + L_SFP^loc) [+ w_col L_col]``
+   (``L_col``: the optional colour-preserving term, off by default; the
    discriminators are frozen for this backward, which only skips work: the authors
    compute and then zero those gradients);
 3. D_A and D_P step on the *pre-step* fake (detached); one D update per G update,
@@ -39,8 +40,8 @@ from engan.data import Batch, DataError, Prefetcher, UnpairedBatches, list_image
 from engan.distributed import DistInfo, barrier, broadcast_buffers, init_distributed, shutdown
 from engan.ema import ModelEMA
 from engan.losses import (
-    SFPLoss, build_feature_net, crop_patches, lsgan_d_loss, lsgan_g_loss, patch_offsets, ragan_d_loss,
-    ragan_g_loss, to_disc_range,
+    SFPLoss, build_feature_net, color_angle_loss, crop_patches, lsgan_d_loss, lsgan_g_loss, patch_offsets,
+    ragan_d_loss, ragan_g_loss, to_disc_range,
 )
 from engan.models import PatchDiscriminator, count_parameters, create_generator
 from engan.models.checkpoint import read_metadata, GENERATOR_FILE, save_generator
@@ -56,7 +57,7 @@ log = logging.getLogger("engan.train")
 RAW_GENERATOR_FILE = "generator_raw.safetensors"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
-LOSS_KEYS = ("g_total", "g_global", "g_local", "sfp_global", "sfp_local", "d_global", "d_local")
+LOSS_KEYS = ("g_total", "g_global", "g_local", "sfp_global", "sfp_local", "color", "d_global", "d_local")
 
 
 class RunDirError(RuntimeError):
@@ -239,7 +240,7 @@ class Trainer:
 
         Returns:
             Loss values (``g_total``, ``g_global``, ``g_local``, ``sfp_global``, ``sfp_local``,
-            ``d_global``, ``d_local``) and ``lr``.
+            ``color`` (0 when off), ``d_global``, ``d_local``) and ``lr``.
         """
         tc, dcfg = self.cfg.train, self.cfg.discriminator
         step = int(batch.step)
@@ -268,7 +269,10 @@ class Trainer:
             sfp_glob = self.sfp(fake, low)
             sfp_loc = self.sfp(crop_patches(fake, offs, P), crop_patches(low, offs, P)) if self.cfg.loss.patch_sfp \
                 else torch.zeros((), device=self.device)
-            loss_g = g_glob + g_loc + w * (sfp_glob + sfp_loc)
+            lc = self.cfg.loss
+            col = (color_angle_loss(fake, low, lc.color_cell) if lc.color_weight > 0
+                   else torch.zeros((), device=self.device))
+            loss_g = g_glob + g_loc + w * (sfp_glob + sfp_loc) + lc.color_weight * col
         if not self.amp and not torch.isfinite(loss_g):
             raise TrainingDiverged(
                 f"generator loss became {loss_g.item()} at step {step + 1}; lower --lr or resume from the last checkpoint"
@@ -295,7 +299,7 @@ class Trainer:
         self.scaler.step(self.opt_dp)
         self.scaler.update()
         self.step_no = step + 1
-        parts = (loss_g, g_glob, g_loc, sfp_glob, sfp_loc, d_glob, d_loc)
+        parts = (loss_g, g_glob, g_loc, sfp_glob, sfp_loc, col, d_glob, d_loc)
         vals = torch.stack([v.detach().float() for v in parts]).cpu().tolist()  # one device sync
         out = dict(zip(LOSS_KEYS, vals))
         out["lr"] = lr

@@ -17,17 +17,11 @@ OUT = REPO / "demo_out"
 
 
 def darkened_samples(folder: Path) -> Path:
-    """Write darkened copies of scikit-image's bundled sample photos (offline)."""
-    import numpy as np
-    from PIL import Image
-    from skimage import data
+    """Darkened copies of scikit-image's bundled public-domain photos (offline; as `engan eval --public-dark`)."""
+    from engan.eval.public_dark import write_public_dark_set
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field"):
-        img = getattr(data, name)().astype(np.float32) / 255.0
-        dark = np.clip((img**2.2) * 0.25, 0, 1)  # under-exposed by ~2 stops, crushed shadows
-        Image.fromarray((dark * 255 + 0.5).astype(np.uint8)).save(folder / f"{name}_dark.png")
-    return folder
+    names = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field")
+    return write_public_dark_set(folder / "public_dark", names, with_high=False) / "low"
 
 
 def main() -> int:
@@ -36,7 +30,7 @@ def main() -> int:
         inputs = lime
         print(f"demo: enhancing the LIME test photos in {lime}")
     else:
-        inputs = darkened_samples(OUT / "inputs")
+        inputs = darkened_samples(OUT)
         print(f"demo: {lime} not found; enhancing darkened scikit-image samples in {inputs}")
     exe = Path(sys.executable).with_name("engan-infer")
     cmd = [str(exe), str(inputs), str(OUT / "enhanced"), "--html", "--overwrite", "--compare"]

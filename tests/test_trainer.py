@@ -38,8 +38,10 @@ def test_smoke_train_writes_the_run_folder(data_dirs, tmp_path):
     out = tmp_path / "run"
     t = Trainer(tiny_config(data_dirs, steps=3), out, progress=False)
     last = t.fit()
-    assert set(last) >= {"g_total", "g_global", "g_local", "sfp_global", "sfp_local", "d_global", "d_local", "lr"}
+    assert set(last) >= {"g_total", "g_global", "g_local", "sfp_global", "sfp_local", "color", "d_global",
+                         "d_local", "lr"}
     assert all(np.isfinite(v) for v in last.values())
+    assert last["color"] == 0.0  # off by default (the authors' losses only)
     for f in ("generator.safetensors", "generator_raw.safetensors", "config.json", "metrics.jsonl",
               "snapshots/generator_step000002.safetensors", "snapshots/generator_raw_step000002.safetensors",
               "snapshots/generator_step000003.safetensors", "samples/step000002.png", "samples/step000003.png",
@@ -208,10 +210,12 @@ def test_cli_train_then_resume_and_errors(data_dirs, tmp_path, monkeypatch):
     assert f"done: {out / 'generator.safetensors'} (step 1)" in r.output
     r = CliRunner().invoke(train_cmd, args)
     assert r.exit_code == 1 and "pass --resume to continue it" in r.output
-    r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--steps", "2", "--quiet"])
+    r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--steps", "2", "--color-weight", "5",
+                                       "--quiet"])
     assert r.exit_code == 0, r.output
     saved = json.loads((out / "config.json").read_text())
     assert saved["train"]["steps"] == 2 and saved["model"]["preset"] == "tiny" and saved["data"]["crop"] == 32
+    assert saved["loss"]["color_weight"] == 5.0 and saved["loss"]["color_cell"] == 16
     assert load_latest(out).step == 2
     r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--preset", "lite", "--quiet"])
     assert r.exit_code == 1 and "other architecture options" in r.output
@@ -244,3 +248,17 @@ def test_tensorboard_scalars_when_available(data_dirs, tmp_path, monkeypatch):
     out = tmp_path / "run"
     Trainer(tiny_config(data_dirs, steps=1), out, progress=False).fit()
     assert written[0] == ("dir", str(out / "tb")) and ("train/g_total", 1) in written and written[-1][0] == "closed"
+
+
+def test_color_term_adds_to_the_generator_loss_and_can_be_switched_on_at_resume(data_dirs, tmp_path):
+    out = tmp_path / "run"
+    Trainer(tiny_config(data_dirs, steps=2), out, progress=False).fit()
+    cfg = tiny_config(data_dirs, steps=3)
+    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, color_weight=10.0, color_cell=8))
+    t = Trainer(cfg, out, resume=True, progress=False)
+    last = t.fit()
+    assert t.step_no == 3 and last["color"] > 0
+    parts = last["g_global"] + last["g_local"] + last["sfp_global"] + last["sfp_local"] + 10.0 * last["color"]
+    assert last["g_total"] == pytest.approx(parts, rel=1e-5)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["loss"]["color_weight"] == 10.0 and saved["loss"]["color_cell"] == 8

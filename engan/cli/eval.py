@@ -22,6 +22,14 @@ def _default_out(model: str | None) -> Path:
 @click.option("--lol", "lol", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Paired set with low/ and high/ subfolders of matching names (PSNR/SSIM).  "
                    "[default: ../shared/data/lol_eval15 when present, or $ENGAN_SHARED/data/lol_eval15]")
+@click.option("--paired", "paired", type=click.Path(file_okay=False, path_type=Path), multiple=True,
+              help="More paired sets (low/ + high/), scored like --lol; repeat the option for several.  [default: none]")
+@click.option("--public-dark", is_flag=True, default=False,
+              help="Also score a paired set built offline from scikit-image's bundled public-domain photos "
+                   "(8, longest side 800), darkened as original**2.2 x 0.25 (~2 stops under, crushed shadows). "
+                   "No engan model was trained on them: a generalisation check anyone can rerun, synthetic, "
+                   "not a benchmark. "
+                   "Written to OUT/public_dark/.  [default: off]")
 @click.option("--unpaired", "unpaired", type=click.Path(file_okay=False, path_type=Path), multiple=True,
               help="Unpaired image folder(s) for NIQE/BRISQUE/brightness; give several folders after one --unpaired "
                    "or repeat the option.  [default: ../shared/data/unpaired_test/{DICM,LIME} when present]")
@@ -42,8 +50,8 @@ def _default_out(model: str | None) -> Path:
               help="Quick score of one checkpoint: paired set only, no peers, no grid (same as --no-unpaired --peers none --no-grid).")
 @click.option("--quiet", "-q", is_flag=True, default=False, help="No progress bars.")
 @click.argument("extra_unpaired", nargs=-1, type=click.Path(file_okay=False, path_type=Path), metavar="")
-def eval_cmd(model, backend, lol, unpaired, peers, peers_dir, zero_dce_pp_scale, out, max_images, no_grid, grid_rows,
-             no_unpaired, fast, quiet, extra_unpaired) -> None:
+def eval_cmd(model, backend, lol, paired, public_dark, unpaired, peers, peers_dir, zero_dce_pp_scale, out, max_images,
+             no_grid, grid_rows, no_unpaired, fast, quiet, extra_unpaired) -> None:
     """Score a model and its peers on LOL (PSNR/SSIM) and unpaired sets (NIQE/BRISQUE).
 
     \b
@@ -57,6 +65,7 @@ def eval_cmd(model, backend, lol, unpaired, peers, peers_dir, zero_dce_pp_scale,
           --lol ../shared/data/lol_eval15 \\
           --unpaired ../shared/data/unpaired_test/DICM ../shared/data/unpaired_test/LIME \\
           --peers zero-dce,zero-dce++ --out eval_out/x
+      engan eval --public-dark --fast                       # shipped model on public photos, darkened
     """
     from engan.eval.datasets import DatasetError, default_lol_dir, default_unpaired_dirs
     from engan.eval.enhancers import ModelLoadError
@@ -78,12 +87,20 @@ def eval_cmd(model, backend, lol, unpaired, peers, peers_dir, zero_dce_pp_scale,
     elif not folders:
         folders = default_unpaired_dirs()
     lol = lol if lol is not None else default_lol_dir()
-    for d in ([lol] if lol else []) + folders:
+    for d in ([lol] if lol else []) + list(paired) + folders:
         if not Path(d).is_dir():
-            raise click.BadParameter(f"folder not found: {d}", param_hint="--lol/--unpaired")
+            raise click.BadParameter(f"folder not found: {d}", param_hint="--lol/--paired/--unpaired")
+    out = out or _default_out(model)
+    if public_dark:
+        from engan.eval.public_dark import write_public_dark_set
+
+        try:
+            paired = tuple(paired) + (write_public_dark_set(out / "public_dark"),)
+        except ModuleNotFoundError as e:
+            raise click.ClickException(f"--public-dark needs scikit-image ({e}); pip install 'engan[eval]'") from None
     cfg = EvalConfig(
-        model=model, backend=backend, lol=lol, unpaired=tuple(folders), peers=tuple(peer_names), peers_dir=peers_dir,
-        zero_dce_pp_scale=zero_dce_pp_scale, out=out or _default_out(model), max_images=max_images,
+        model=model, backend=backend, lol=lol, paired=tuple(paired), unpaired=tuple(folders), peers=tuple(peer_names), peers_dir=peers_dir,
+        zero_dce_pp_scale=zero_dce_pp_scale, out=out, max_images=max_images,
         grid=not no_grid, grid_rows=grid_rows,
     )
     written: dict = {}

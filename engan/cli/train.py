@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from engan.config import GENERATOR_PRESETS, DataConfig, ExperimentConfig, TrainConfig
+from engan.config import GENERATOR_PRESETS, DataConfig, ExperimentConfig, LossConfig, TrainConfig
 
-_D, _T = DataConfig(), TrainConfig()
+_D, _T, _L = DataConfig(), TrainConfig(), LossConfig()
 
 #: option name -> (config section, field); None values mean "not given on the command line"
 _FIELDS = {
@@ -19,7 +19,7 @@ _FIELDS = {
     "device": ("train", "device"), "seed": ("train", "seed"), "ema_decay": ("train", "ema_decay"),
     "threads": ("train", "threads"), "crop": ("data", "crop"), "workers": ("data", "workers"),
     "feature_net": ("loss", "feature_net"), "vgg_weights": ("loss", "vgg_weights"),
-    "ndf": ("discriminator", "ndf"),
+    "ndf": ("discriminator", "ndf"), "color_weight": ("loss", "color_weight"), "color_cell": ("loss", "color_cell"),
 }
 
 
@@ -104,6 +104,13 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
 @click.option("--ndf", type=click.IntRange(8), default=None,
               help="Width of both discriminators' first layer (they double up to 8x this). "
                    "[default: 64; paper: 64; the shipped CPU model used 32, 4x cheaper]")
+@click.option("--color-weight", type=click.FloatRange(0), default=None,
+              help="Weight of the colour-preserving term: penalises output colours whose RGB direction departs "
+                   "from the input's (image mean and --color-cell cells), so brightening is free and colour casts "
+                   "or saturated blobs are not. Not in the paper; 0 = the authors' losses only. Can be switched on "
+                   f"at --resume. [default: {_L.color_weight:g}; the shipped model: see MODEL_CARD.md]")
+@click.option("--color-cell", type=click.IntRange(1), default=None,
+              help=f"Side in pixels of the averaging cells of the colour term's local part. [default: {_L.color_cell}]")
 @click.option("--threads", type=click.IntRange(0), default=None,
               help="CPU threads for torch (torch.set_num_threads); 0 keeps torch's default. [default: 0]")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar. [default: off]")

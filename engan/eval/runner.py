@@ -43,6 +43,7 @@ class EvalConfig:
             baselines and peers; ``None`` = the shipped model.
         backend: ``auto`` | ``ort`` | ``torch`` (see :func:`make_enhance_fn`).
         lol: paired set folder (``low/`` + ``high/``), or ``None`` to skip.
+        paired: more paired set folders, scored after ``lol`` (e.g. the ``--public-dark`` set).
         unpaired: unpaired image folders.
         peers: peer names (``zero-dce``, ``zero-dce++``).
         peers_dir: folder holding ``zero_dce/Epoch99.pth`` and ``zero_dce_pp/Epoch99.pth``.
@@ -56,6 +57,7 @@ class EvalConfig:
     model: str | None = None
     backend: str = "auto"
     lol: Path | None = None
+    paired: tuple[Path, ...] = ()
     unpaired: tuple[Path, ...] = ()
     peers: tuple[str, ...] = ("zero-dce", "zero-dce++")
     peers_dir: Path | None = None
@@ -322,8 +324,10 @@ def run_eval(
         DatasetError: no set to evaluate, or a set folder is malformed.
         ModelLoadError: the model to score cannot be loaded.
     """
-    if cfg.lol is None and not cfg.unpaired:
-        raise DatasetError("nothing to evaluate: no paired set (--lol) and no unpaired folder (--unpaired) was given or found")
+    paired = ([cfg.lol] if cfg.lol is not None else []) + list(cfg.paired)
+    if not paired and not cfg.unpaired:
+        raise DatasetError("nothing to evaluate: no paired set (--lol, --paired, --public-dark) and no unpaired folder "
+                           "(--unpaired) was given or found")
     methods, notes = build_methods(cfg)
     rows = cfg.grid_rows if cfg.grid else 0
     sets: list[dict[str, Any]] = []
@@ -337,7 +341,7 @@ def run_eval(
         "environment": environment_info(),
         "wall_s": 0.0,
     }
-    jobs = ([(run_paired_set, cfg.lol)] if cfg.lol is not None else []) + [(run_unpaired_set, f) for f in cfg.unpaired]
+    jobs = [(run_paired_set, f) for f in paired] + [(run_unpaired_set, f) for f in cfg.unpaired]
     for run_set, folder in jobs:
         res, g = run_set(methods, folder, cfg.max_images, rows, progress)
         base, k = res["name"], 2

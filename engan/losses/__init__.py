@@ -1,4 +1,5 @@
-"""EnlightenGAN losses: relativistic/plain LSGAN and the self-feature-preserving loss."""
+"""EnlightenGAN losses: relativistic/plain LSGAN, the self-feature-preserving loss, and an optional colour term."""
+from engan.losses.color import color_angle_loss
 from engan.losses.feature_nets import (
     FEATURE_NETS, EfficientNetLite0Features, FeatureNetError, FrozenFeatures, VGG16Relu51, build_feature_net,
 )
@@ -9,5 +10,5 @@ from engan.losses.sfp import SFPLoss, instance_norm
 __all__ = [
     "FEATURE_NETS", "EfficientNetLite0Features", "FeatureNetError", "FrozenFeatures", "VGG16Relu51",
     "build_feature_net", "lsgan_d_loss", "lsgan_g_loss", "ragan_d_loss", "ragan_g_loss", "to_disc_range",
-    "crop_patches", "patch_offsets", "SFPLoss", "instance_norm",
+    "crop_patches", "patch_offsets", "SFPLoss", "instance_norm", "color_angle_loss",
 ]

@@ -1,0 +1,41 @@
+"""Colour-preserving loss: enhancement should change the light, not the hue.
+
+``L_col(out, in) = (1 - cos(mean_rgb(out), mean_rgb(in)))
+                 + mean over cells (1 - cos(pool_k(out), pool_k(in)))``
+
+Both terms compare RGB *directions*, so brightening (scaling a pixel) costs
+nothing while a colour cast (the whole image turning red) or a saturated blob
+(a cell whose hue departs from the input's) does. ``pool_k`` is a k x k average
+pool, coarse enough that the sensor noise of a dark input averages out; a cell
+that is exactly black in the input gives no gradient. Not in the paper: an
+optional stabiliser (``LossConfig.color_weight``, 0 = the authors' losses only),
+in the spirit of Zero-DCE's colour-constancy term but anchored on the input's
+colours instead of the grey-world assumption, so a warm scene may stay warm.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def color_angle_loss(output: torch.Tensor, reference: torch.Tensor, cell: int = 16,
+                     eps: float = 1e-6) -> torch.Tensor:
+    """Colour-direction mismatch of ``output`` against ``reference`` (NCHW RGB, any scale).
+
+    Args:
+        output: generator output.
+        reference: the un-darkened low-light input.
+        cell: side of the averaging cells of the local term (clipped to the image size).
+
+    Returns:
+        A scalar >= 0: 0 when every cell (and the image mean) of ``output`` is a
+        positive multiple of the same cell of ``reference``.
+    """
+    if output.shape != reference.shape or output.dim() != 4 or output.shape[1] != 3:
+        raise ValueError(f"color_angle_loss needs two NCHW RGB batches of one shape, got "
+                         f"{tuple(output.shape)} and {tuple(reference.shape)}")
+    out, ref = output.float(), reference.float()
+    glob = 1.0 - F.cosine_similarity(out.mean((2, 3)), ref.mean((2, 3)), dim=1, eps=eps)
+    k = max(1, min(cell, out.shape[-2], out.shape[-1]))
+    local = 1.0 - F.cosine_similarity(F.avg_pool2d(out, k), F.avg_pool2d(ref, k), dim=1, eps=eps)
+    return glob.mean() + local.mean()
