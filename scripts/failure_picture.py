@@ -1,0 +1,43 @@
+"""Rebuild docs/failure_modes.jpg: the model card's failure-mode picture, from public-domain photos only.
+
+    python scripts/failure_picture.py [--colour-run runs/lite_d/generator.safetensors]
+
+Rows: scikit-image sample photos darkened as in `engan eval --public-dark`; columns: the dark
+input, the shipped model, optionally a colour-term run, and the original.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engan.eval.enhancers import make_enhance_fn
+from engan.eval.grid import compose_grid
+from engan.eval.public_dark import darken, sample_photo
+from engan.eval.runner import GridRow, _tile
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--colour-run", default=None, help="a .safetensors trained with --color-weight (optional column)")
+    ap.add_argument("--out", default=str(REPO / "docs" / "failure_modes.jpg"))
+    args = ap.parse_args()
+    models = {"engan-lite (shipped)": make_enhance_fn(None).fn}  # the shipped FP32 ONNX, as engan eval scores it
+    if args.colour_run:
+        models["colour term (lite_d, not shipped)"] = make_enhance_fn(args.colour_run).fn
+    rows = []
+    for name in ("coffee", "chelsea", "rocket"):
+        orig = sample_photo(name, max_side=400)
+        dark = darken(orig)
+        row = GridRow(name, {"Input (darkened)": _tile(dark, 240)})
+        for label, fn in models.items():
+            row.tiles[label] = _tile(fn(dark), 240)
+        row.tiles["Original"] = _tile(orig, 240)
+        rows.append(row)
+    compose_grid(rows).convert("RGB").save(args.out, quality=85, optimize=True)
+    print(f"wrote {args.out} ({Path(args.out).stat().st_size // 1024} KB)")
+
+
+if __name__ == "__main__":
+    main()
