@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from engan.eval.datasets import fit_longest_side
 from engan.eval.enhancers import make_enhance_fn
 from engan.eval.grid import compose_grid
 from engan.eval.public_dark import darken, sample_photo
-from engan.eval.runner import GridRow, _tile
+from engan.eval.runner import GridRow
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,10 +31,10 @@ def main() -> None:
     for name in ("coffee", "chelsea", "rocket"):
         orig = sample_photo(name, max_side=400)
         dark = darken(orig)
-        row = GridRow(name, {"Input (darkened)": _tile(dark, 240)})
+        row = GridRow(name, {"Input (darkened)": fit_longest_side(dark, 240)})
         for label, fn in models.items():
-            row.tiles[label] = _tile(fn(dark), 240)
-        row.tiles["Original"] = _tile(orig, 240)
+            row.tiles[label] = fit_longest_side(fn(dark), 240)
+        row.tiles["Original"] = fit_longest_side(orig, 240)
         rows.append(row)
     compose_grid(rows).convert("RGB").save(args.out, quality=85, optimize=True)
     print(f"wrote {args.out} ({Path(args.out).stat().st_size // 1024} KB)")

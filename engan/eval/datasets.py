@@ -101,3 +101,19 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
             a = np.rint(a / (65535.0 if a.max() > 255 else 255.0) * 255.0).astype(np.uint8)
             return np.repeat(a[..., None], 3, axis=2)
         return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
+def fit_longest_side(img: np.ndarray, side: int, resample: str = "bicubic") -> np.ndarray:
+    """``img`` downscaled (aspect kept) so its longest side is ``side``; a copy when it already fits.
+
+    Args:
+        resample: Pillow filter name, ``bicubic`` (grid tiles) or ``lanczos`` (test images).
+    """
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    s = side / max(h, w)
+    if s >= 1:
+        return img.copy()
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return np.asarray(Image.fromarray(img).resize(size, getattr(Image.Resampling, resample.upper())))

@@ -31,15 +31,12 @@ def darken(img: np.ndarray) -> np.ndarray:
 
 def sample_photo(name: str, max_side: int = MAX_SIDE) -> np.ndarray:
     """One scikit-image sample as 8-bit RGB, downscaled to ``max_side`` (no download: bundled files)."""
-    from PIL import Image
     from skimage import data
 
-    img = np.asarray(getattr(data, name)())[..., :3]
-    h, w = img.shape[:2]
-    if max(h, w) > max_side:
-        s = max_side / max(h, w)
-        img = np.asarray(Image.fromarray(img).resize((round(w * s), round(h * s)), Image.LANCZOS))
-    return np.ascontiguousarray(img, dtype=np.uint8)
+    from engan.eval.datasets import fit_longest_side
+
+    img = np.ascontiguousarray(np.asarray(getattr(data, name)())[..., :3], dtype=np.uint8)
+    return fit_longest_side(img, max_side, "lanczos")
 
 
 def write_public_dark_set(folder: str | os.PathLike, names: tuple[str, ...] | None = None,

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from engan.eval import metrics
-from engan.eval.datasets import DatasetError, list_images, list_pairs, load_rgb
+from engan.eval.datasets import DatasetError, fit_longest_side, list_images, list_pairs, load_rgb
 from engan.eval.enhancers import EnhanceFn, Method, ModelLoadError, identity_fn, make_enhance_fn  # noqa: F401
 
 #: Label of the input-as-output baseline row.
@@ -81,13 +81,7 @@ class GridRow:
 
 
 def _tile(img: np.ndarray, side: int = TILE_SIDE) -> np.ndarray:
-    from PIL import Image
-
-    h, w = img.shape[:2]
-    s = side / max(h, w)
-    if s >= 1:
-        return img.copy()
-    return np.asarray(Image.fromarray(img).resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC))
+    return fit_longest_side(img, side)
 
 
 def _grid_indices(n: int, rows: int) -> set[int]:
