@@ -265,14 +265,13 @@ class Trainer:
             g_glob = ragan_g_loss(pred_real, self.D_A(fake_d))
             fake_p, real_p = crop_patches(fake_d, offs, P), crop_patches(real_d, offs, P)
             g_loc = lsgan_g_loss(self.D_P(fake_p))
-            w = self.cfg.loss.sfp_weight
-            sfp_glob = self.sfp(fake, low)
-            sfp_loc = self.sfp(crop_patches(fake, offs, P), crop_patches(low, offs, P)) if self.cfg.loss.patch_sfp \
-                else torch.zeros((), device=self.device)
             lc = self.cfg.loss
+            sfp_glob = self.sfp(fake, low)
+            sfp_loc = self.sfp(crop_patches(fake, offs, P), crop_patches(low, offs, P)) if lc.patch_sfp \
+                else torch.zeros((), device=self.device)
             col = (color_angle_loss(fake, low, lc.color_cell) if lc.color_weight > 0
                    else torch.zeros((), device=self.device))
-            loss_g = g_glob + g_loc + w * (sfp_glob + sfp_loc) + lc.color_weight * col
+            loss_g = g_glob + g_loc + lc.sfp_weight * (sfp_glob + sfp_loc) + lc.color_weight * col
         if not self.amp and not torch.isfinite(loss_g):
             raise TrainingDiverged(
                 f"generator loss became {loss_g.item()} at step {step + 1}; lower --lr or resume from the last checkpoint"
