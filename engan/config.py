@@ -48,7 +48,7 @@ class DiscriminatorConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Loss weights, the feature network of the self-feature-preserving loss, and the optional colour term."""
+    """Loss weights, the feature network of the self-feature-preserving loss, and the optional colour and exposure terms."""
 
     feature_net: Literal["vgg16", "efficientnet-lite0"] = "efficientnet-lite0"
     vgg_weights: str | None = None
@@ -57,6 +57,10 @@ class LossConfig:
     #: weight of the colour-preserving term (:mod:`engan.losses.color`); 0 = the paper's losses only
     color_weight: float = 0.0
     color_cell: int = 16
+    #: weight of the exposure prior (:mod:`engan.losses.exposure`); 0 = off
+    exposure_weight: float = 0.0
+    #: mean luma the batch is pulled to; None = the normal-light set's own mean, measured at the start
+    exposure_level: float | None = None
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 One iteration, as the authors' ``optimize_parameters`` (spec section 3):
 
 1. one forward of G on the (possibly darkened) low-light input;
-2. G step on ``L_G = L_G^glob + L_G^loc + w (L_SFP^glob + L_SFP^loc) [+ w_col L_col]``
-   (``L_col``: the optional colour-preserving term, off by default; the
+2. G step on ``L_G = L_G^glob + L_G^loc + w (L_SFP^glob + L_SFP^loc) [+ w_col L_col + w_exp L_exp]``
+   (``L_col``, ``L_exp``: the optional colour and exposure terms, off by default; the
    discriminators are frozen for this backward, which only skips work: the authors
    compute and then zero those gradients);
 3. D_A and D_P step on the *pre-step* fake (detached); one D update per G update,
@@ -22,6 +22,7 @@ Run folder (see the contract in the README):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -36,12 +37,12 @@ import torch
 from torch import nn
 
 from engan.config import ExperimentConfig
-from engan.data import Batch, DataError, Prefetcher, UnpairedBatches, list_images, load_folder
+from engan.data import Batch, DataError, ImageBank, Prefetcher, UnpairedBatches, list_images, load_folder
 from engan.distributed import DistInfo, barrier, broadcast_buffers, init_distributed, shutdown
 from engan.ema import ModelEMA
 from engan.losses import (
-    SFPLoss, build_feature_net, color_angle_loss, crop_patches, lsgan_d_loss, lsgan_g_loss, patch_offsets,
-    ragan_d_loss, ragan_g_loss, to_disc_range,
+    SFPLoss, build_feature_net, color_angle_loss, crop_patches, exposure_loss, lsgan_d_loss, lsgan_g_loss,
+    mean_luma_of_images, patch_offsets, ragan_d_loss, ragan_g_loss, to_disc_range,
 )
 from engan.models import PatchDiscriminator, count_parameters, create_generator
 from engan.models.checkpoint import read_metadata, GENERATOR_FILE, save_generator
@@ -57,7 +58,7 @@ log = logging.getLogger("engan.train")
 RAW_GENERATOR_FILE = "generator_raw.safetensors"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
-LOSS_KEYS = ("g_total", "g_global", "g_local", "sfp_global", "sfp_local", "color", "d_global", "d_local")
+LOSS_KEYS = ("g_total", "g_global", "g_local", "sfp_global", "sfp_local", "color", "exposure", "d_global", "d_local")
 
 
 class RunDirError(RuntimeError):
@@ -159,6 +160,10 @@ class Trainer:
             self.data = UnpairedBatches(low, normal, dc.crop, tc.batch, tc.seed,
                                         dc.darken_prob, dc.darken_min, dc.darken_max)
             self.sample_x = sample_inputs(low, count=4, size=min(dc.crop, 256))
+            self._resolve_exposure_level(normal)
+        elif config.loss.exposure_weight > 0 and config.loss.exposure_level is None:
+            raise DataError("the exposure term needs a level: set LossConfig.exposure_level when the data "
+                            "folders are not loaded (--exposure-level on the command line)")
 
         # models (same seed on every rank -> same init; DDP broadcasts rank 0's anyway)
         torch.manual_seed(tc.seed)
@@ -196,6 +201,14 @@ class Trainer:
             self.DA_run = DDP(self.D_A, device_ids=ids)
             self.DP_run = DDP(self.D_P, device_ids=ids)
         self._tb = None
+
+    def _resolve_exposure_level(self, normal: ImageBank) -> None:
+        """With the exposure term on and no level given, use the normal-light set's mean luma (saved in config.json)."""
+        lc = self.cfg.loss
+        if lc.exposure_weight > 0 and lc.exposure_level is None:
+            level = round(mean_luma_of_images(normal.images), 4)
+            self.cfg = dataclasses.replace(self.cfg, loss=dataclasses.replace(lc, exposure_level=level))
+            log.info("exposure level %.4f: the mean luma of %d images in %s", level, len(normal), normal.root)
 
     # ------------------------------------------------------------------ run folder
     @property
@@ -240,7 +253,7 @@ class Trainer:
 
         Returns:
             Loss values (``g_total``, ``g_global``, ``g_local``, ``sfp_global``, ``sfp_local``,
-            ``color`` (0 when off), ``d_global``, ``d_local``) and ``lr``.
+            ``color`` and ``exposure`` (0 when off), ``d_global``, ``d_local``) and ``lr``.
         """
         tc, dcfg = self.cfg.train, self.cfg.discriminator
         step = int(batch.step)
@@ -271,7 +284,10 @@ class Trainer:
                 else torch.zeros((), device=self.device)
             col = (color_angle_loss(fake, low, lc.color_cell) if lc.color_weight > 0
                    else torch.zeros((), device=self.device))
-            loss_g = g_glob + g_loc + lc.sfp_weight * (sfp_glob + sfp_loc) + lc.color_weight * col
+            expo = (exposure_loss(fake, lc.exposure_level) if lc.exposure_weight > 0
+                    else torch.zeros((), device=self.device))
+            loss_g = (g_glob + g_loc + lc.sfp_weight * (sfp_glob + sfp_loc) + lc.color_weight * col
+                      + lc.exposure_weight * expo)
         if not self.amp and not torch.isfinite(loss_g):
             raise TrainingDiverged(
                 f"generator loss became {loss_g.item()} at step {step + 1}; lower --lr or resume from the last checkpoint"
@@ -298,7 +314,7 @@ class Trainer:
         self.scaler.step(self.opt_dp)
         self.scaler.update()
         self.step_no = step + 1
-        parts = (loss_g, g_glob, g_loc, sfp_glob, sfp_loc, col, d_glob, d_loc)
+        parts = (loss_g, g_glob, g_loc, sfp_glob, sfp_loc, col, expo, d_glob, d_loc)
         vals = torch.stack([v.detach().float() for v in parts]).cpu().tolist()  # one device sync
         out = dict(zip(LOSS_KEYS, vals))
         out["lr"] = lr

@@ -9,7 +9,7 @@ import torch
 
 from engan.config import LossConfig
 from engan.losses import (
-    EfficientNetLite0Features, FeatureNetError, color_angle_loss, FrozenFeatures, SFPLoss, VGG16Relu51, build_feature_net,
+    EfficientNetLite0Features, FeatureNetError, color_angle_loss, exposure_loss, mean_luma_of_images, FrozenFeatures, SFPLoss, VGG16Relu51, build_feature_net,
     crop_patches, instance_norm, lsgan_d_loss, lsgan_g_loss, patch_offsets, ragan_d_loss, ragan_g_loss,
     to_disc_range,
 )
@@ -196,3 +196,35 @@ def test_color_loss_gradient_reaches_output_only_and_bad_shapes_are_refused():
         color_angle_loss(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 16))
     with pytest.raises(ValueError, match="NCHW RGB"):
         color_angle_loss(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))
+
+
+def test_exposure_loss_is_the_squared_gap_of_the_batch_mean_luma():
+    grey = torch.full((2, 3, 8, 8), 0.3)
+    assert exposure_loss(grey, 0.5).item() == pytest.approx(0.04, rel=1e-5)
+    assert exposure_loss(grey, 0.3).item() == pytest.approx(0.0, abs=1e-10)
+    # batch-level: one dark crop and one bright crop averaging to the level cost nothing
+    pair = torch.cat([torch.full((1, 3, 8, 8), 0.1), torch.full((1, 3, 8, 8), 0.7)])
+    assert exposure_loss(pair, 0.4).item() == pytest.approx(0.0, abs=1e-10)
+    # BT.601 luma: pure green (0.587) is brighter than pure blue (0.114)
+    green, blue = torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4)
+    green[:, 1], blue[:, 2] = 1.0, 1.0
+    assert exposure_loss(green, 0.0).item() == pytest.approx(0.587 ** 2, rel=1e-5)
+    assert exposure_loss(blue, 0.0).item() == pytest.approx(0.114 ** 2, rel=1e-5)
+    out = torch.full((1, 3, 8, 8), 0.2, requires_grad=True)
+    exposure_loss(out, 0.4).backward()
+    assert (out.grad < 0).all()  # a step against the gradient brightens
+    with pytest.raises(ValueError, match="NCHW RGB batch"):
+        exposure_loss(torch.rand(1, 1, 8, 8), 0.4)
+    with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+        exposure_loss(grey, 40.0)
+
+
+def test_mean_luma_of_images_on_uint8_arrays():
+    black = np.zeros((4, 6, 3), np.uint8)
+    white = np.full((2, 2, 3), 255, np.uint8)
+    assert mean_luma_of_images([black, white]) == pytest.approx(0.5)
+    red = np.zeros((3, 3, 3), np.uint8)
+    red[..., 0] = 255
+    assert mean_luma_of_images([red]) == pytest.approx(0.299)
+    with pytest.raises(ValueError, match="at least one image"):
+        mean_luma_of_images([])

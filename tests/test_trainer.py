@@ -17,6 +17,8 @@ from PIL import Image
 from conftest import make_image, tiny_config
 from engan.cli.train import train as train_cmd
 from engan.config import DiscriminatorConfig, ExperimentConfig, model_config
+from engan.data import DataError
+from engan.losses import mean_luma_of_images
 from engan.models.checkpoint import load_generator, read_metadata
 from engan.train_state import LATEST, STATE_DIR, load_latest
 from engan.trainer import RunDirError, Trainer
@@ -211,11 +213,12 @@ def test_cli_train_then_resume_and_errors(data_dirs, tmp_path, monkeypatch):
     r = CliRunner().invoke(train_cmd, args)
     assert r.exit_code == 1 and "pass --resume to continue it" in r.output
     r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--steps", "2", "--color-weight", "5",
-                                       "--quiet"])
+                                       "--exposure-weight", "3", "--exposure-level", "0.4", "--quiet"])
     assert r.exit_code == 0, r.output
     saved = json.loads((out / "config.json").read_text())
     assert saved["train"]["steps"] == 2 and saved["model"]["preset"] == "tiny" and saved["data"]["crop"] == 32
     assert saved["loss"]["color_weight"] == 5.0 and saved["loss"]["color_cell"] == 16
+    assert saved["loss"]["exposure_weight"] == 3.0 and saved["loss"]["exposure_level"] == 0.4
     assert load_latest(out).step == 2
     r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--preset", "lite", "--quiet"])
     assert r.exit_code == 1 and "other architecture options" in r.output
@@ -262,3 +265,26 @@ def test_color_term_adds_to_the_generator_loss_and_can_be_switched_on_at_resume(
     assert last["g_total"] == pytest.approx(parts, rel=1e-5)
     saved = json.loads((out / "config.json").read_text())
     assert saved["loss"]["color_weight"] == 10.0 and saved["loss"]["color_cell"] == 8
+
+
+def test_exposure_term_measures_its_level_from_the_normal_set_and_adds_to_the_generator_loss(data_dirs, tmp_path):
+    from engan.data import load_folder
+
+    low, normal = data_dirs
+    expected = round(mean_luma_of_images(load_folder(normal).images), 4)
+    out = tmp_path / "run"
+    Trainer(tiny_config(data_dirs, steps=2), out, progress=False).fit()
+    cfg = tiny_config(data_dirs, steps=3)
+    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, exposure_weight=20.0))
+    t = Trainer(cfg, out, resume=True, progress=False)
+    last = t.fit()
+    assert t.step_no == 3 and last["exposure"] > 0
+    parts = last["g_global"] + last["g_local"] + last["sfp_global"] + last["sfp_local"] + 20.0 * last["exposure"]
+    assert last["g_total"] == pytest.approx(parts, rel=1e-5)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["loss"]["exposure_weight"] == 20.0 and saved["loss"]["exposure_level"] == pytest.approx(expected)
+    # a given level is kept; without loaded data a missing level is a clear error
+    cfg2 = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, exposure_level=0.35))
+    assert Trainer(cfg2, tmp_path / "r2", progress=False).cfg.loss.exposure_level == 0.35
+    with pytest.raises(DataError, match="--exposure-level"):
+        Trainer(cfg, tmp_path / "r3", progress=False, load_data=False)

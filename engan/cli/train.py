@@ -20,6 +20,7 @@ _FIELDS = {
     "threads": ("train", "threads"), "crop": ("data", "crop"), "workers": ("data", "workers"),
     "feature_net": ("loss", "feature_net"), "vgg_weights": ("loss", "vgg_weights"),
     "ndf": ("discriminator", "ndf"), "color_weight": ("loss", "color_weight"), "color_cell": ("loss", "color_cell"),
+    "exposure_weight": ("loss", "exposure_weight"), "exposure_level": ("loss", "exposure_level"),
 }
 
 
@@ -111,6 +112,14 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
                    f"at --resume. [default: {_L.color_weight:g}; the shipped model: see MODEL_CARD.md]")
 @click.option("--color-cell", type=click.IntRange(1), default=None,
               help=f"Side in pixels of the averaging cells of the colour term's local part. [default: {_L.color_cell}]")
+@click.option("--exposure-weight", type=click.FloatRange(0), default=None,
+              help="Weight of the exposure prior: pulls the batch's mean brightness (BT.601 luma) to "
+                   "--exposure-level, so the model brightens as much as the well-lit set is bright; single crops "
+                   "may stay darker or brighter. Not in the paper; 0 = off. Can be switched on at --resume. "
+                   f"[default: {_L.exposure_weight:g}]")
+@click.option("--exposure-level", type=click.FloatRange(0, 1), default=None,
+              help="Mean luma in [0, 1] the exposure prior aims at. [default: the mean luma of the --normal "
+                   "images, measured at the start and saved in config.json]")
 @click.option("--threads", type=click.IntRange(0), default=None,
               help="CPU threads for torch (torch.set_num_threads); 0 keeps torch's default. [default: 0]")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar. [default: off]")

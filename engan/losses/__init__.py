@@ -1,5 +1,6 @@
-"""EnlightenGAN losses: relativistic/plain LSGAN, the self-feature-preserving loss, and an optional colour term."""
+"""EnlightenGAN losses: relativistic/plain LSGAN, the self-feature-preserving loss, and optional colour and exposure terms."""
 from engan.losses.color import color_angle_loss
+from engan.losses.exposure import exposure_loss, mean_luma_of_images
 from engan.losses.feature_nets import (
     FEATURE_NETS, EfficientNetLite0Features, FeatureNetError, FrozenFeatures, VGG16Relu51, build_feature_net,
 )
@@ -11,4 +12,5 @@ __all__ = [
     "FEATURE_NETS", "EfficientNetLite0Features", "FeatureNetError", "FrozenFeatures", "VGG16Relu51",
     "build_feature_net", "lsgan_d_loss", "lsgan_g_loss", "ragan_d_loss", "ragan_g_loss", "to_disc_range",
     "crop_patches", "patch_offsets", "SFPLoss", "instance_norm", "color_angle_loss",
+    "exposure_loss", "mean_luma_of_images",
 ]
