@@ -253,36 +253,36 @@ def test_tensorboard_scalars_when_available(data_dirs, tmp_path, monkeypatch):
     assert written[0] == ("dir", str(out / "tb")) and ("train/g_total", 1) in written and written[-1][0] == "closed"
 
 
-def test_color_term_adds_to_the_generator_loss_and_can_be_switched_on_at_resume(data_dirs, tmp_path):
-    out = tmp_path / "run"
+def _resume_with(data_dirs, out, **loss_fields):
+    """Train 2 steps with the paper's losses, resume to 3 with ``loss_fields``: the last metrics, the saved loss config."""
     Trainer(tiny_config(data_dirs, steps=2), out, progress=False).fit()
     cfg = tiny_config(data_dirs, steps=3)
-    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, color_weight=10.0, color_cell=8))
+    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **loss_fields))
     t = Trainer(cfg, out, resume=True, progress=False)
     last = t.fit()
-    assert t.step_no == 3 and last["color"] > 0
-    parts = last["g_global"] + last["g_local"] + last["sfp_global"] + last["sfp_local"] + 10.0 * last["color"]
+    assert t.step_no == 3
+    return last, json.loads((out / "config.json").read_text())["loss"]
+
+
+@pytest.mark.parametrize("key, fields", [("color", {"color_weight": 10.0, "color_cell": 8}),
+                                         ("exposure", {"exposure_weight": 20.0})])
+def test_optional_terms_add_to_the_generator_loss_and_can_be_switched_on_at_resume(data_dirs, tmp_path, key, fields):
+    last, saved = _resume_with(data_dirs, tmp_path / "run", **fields)
+    assert last[key] > 0
+    weight = fields[f"{key}_weight"]
+    parts = last["g_global"] + last["g_local"] + last["sfp_global"] + last["sfp_local"] + weight * last[key]
     assert last["g_total"] == pytest.approx(parts, rel=1e-5)
-    saved = json.loads((out / "config.json").read_text())
-    assert saved["loss"]["color_weight"] == 10.0 and saved["loss"]["color_cell"] == 8
+    assert {k: saved[k] for k in fields} == fields
 
 
-def test_exposure_term_measures_its_level_from_the_normal_set_and_adds_to_the_generator_loss(data_dirs, tmp_path):
+def test_exposure_level_defaults_to_the_normal_sets_mean_luma(data_dirs, tmp_path):
     from engan.data import load_folder
 
-    low, normal = data_dirs
-    expected = round(mean_luma_of_images(load_folder(normal).images), 4)
-    out = tmp_path / "run"
-    Trainer(tiny_config(data_dirs, steps=2), out, progress=False).fit()
-    cfg = tiny_config(data_dirs, steps=3)
+    expected = round(mean_luma_of_images(load_folder(data_dirs[1]).images), 4)
+    cfg = tiny_config(data_dirs, steps=1)
     cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, exposure_weight=20.0))
-    t = Trainer(cfg, out, resume=True, progress=False)
-    last = t.fit()
-    assert t.step_no == 3 and last["exposure"] > 0
-    parts = last["g_global"] + last["g_local"] + last["sfp_global"] + last["sfp_local"] + 20.0 * last["exposure"]
-    assert last["g_total"] == pytest.approx(parts, rel=1e-5)
-    saved = json.loads((out / "config.json").read_text())
-    assert saved["loss"]["exposure_weight"] == 20.0 and saved["loss"]["exposure_level"] == pytest.approx(expected)
+    t = Trainer(cfg, tmp_path / "r1", progress=False)
+    assert t.cfg.loss.exposure_level == pytest.approx(expected)  # what config.json will record
     # a given level is kept; without loaded data a missing level is a clear error
     cfg2 = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, exposure_level=0.35))
     assert Trainer(cfg2, tmp_path / "r2", progress=False).cfg.loss.exposure_level == 0.35
