@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("engan.cli.train:train", "Train EnlightenGAN on unpaired low/normal-light folders."),
     "export": ("engan.cli.export:export", "Export a generator to ONNX (FP32/FP16/INT8), TensorRT and a Triton repository."),
     "eval": ("engan.cli.eval:eval_cmd", "Score a model and its peers on LOL / unpaired sets."),
+    "average": ("engan.cli.average:average", "Average a run's last snapshots (or given generators) into one."),
 }
 
 

@@ -1,0 +1,47 @@
+"""`engan average`: the uniform mean of a run's last snapshots (or of given generator files)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("average", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--last", type=click.IntRange(2), default=5, show_default=True,
+              help="With one run folder as SOURCES: average its LAST newest snapshots "
+                   "(snapshots/generator_stepNNNNNN.safetensors, the EMA weights when EMA is on).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="File to write (atomically). [default: RUN/generator_avg<LAST>.safetensors for a run folder; "
+                   "required for a list of files]")
+def average(sources: tuple[str, ...], last: int, out: str | None) -> None:
+    """Average generator weights: a checkpoint chosen by a rule, not by a benchmark.
+
+    SOURCES is one `engan train` run folder, or two or more generator .safetensors files
+    of one architecture. BatchNorm statistics are averaged too; the result loads like any
+    generator (engan export, engan eval, engan-infer --backend torch).
+
+    \b
+    Examples:
+      engan average runs/x --last 5                  # -> runs/x/generator_avg5.safetensors
+      engan average a.safetensors b.safetensors --out ab.safetensors
+    """
+    from engan.models.averaging import last_snapshots, save_average
+    from engan.models.checkpoint import CheckpointError
+
+    try:
+        if len(sources) == 1 and Path(sources[0]).is_dir():
+            paths = last_snapshots(sources[0], last)
+            target = Path(out) if out else Path(sources[0]) / f"generator_avg{last}.safetensors"
+        else:
+            if any(Path(s).is_dir() for s in sources):
+                raise click.UsageError("pass one run folder, or generator files only (not a mix)")
+            if out is None:
+                raise click.UsageError("--out FILE is required when averaging a list of files")
+            paths, target = [Path(s) for s in sources], Path(out)
+        if target.resolve() in {p.resolve() for p in paths}:
+            raise click.UsageError(f"--out {target} is one of the inputs; write the average to another file")
+        save_average(paths, target)
+    except CheckpointError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"averaged {len(paths)} generators ({', '.join(p.name for p in paths)}) -> {target}")

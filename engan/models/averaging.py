@@ -1,0 +1,72 @@
+"""Uniform weight averaging of generator snapshots (a fixed-rule stabiliser).
+
+A GAN's generator keeps moving until the learning rate reaches 0: on this
+project's CPU runs, EMA snapshots 200 steps apart read 13-19 dB on LOL. The mean
+of the last few EMA snapshots of a run (in the spirit of stochastic weight
+averaging) is a checkpoint chosen by a rule fixed in advance, not by a
+benchmark. Floating-point tensors, BatchNorm running statistics included, are
+averaged; integer buffers (``num_batches_tracked``) come from the newest file.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from engan.models.checkpoint import CheckpointError, load_generator, read_metadata, save_generator
+
+SNAPSHOT_DIR = "snapshots"
+_EMA_SNAPSHOT = re.compile(r"^generator_step(\d+)\.safetensors$")
+
+
+def last_snapshots(run_dir: str | os.PathLike, count: int) -> list[Path]:
+    """The ``count`` newest EMA snapshots of an ``engan train`` run folder, oldest first.
+
+    Raises:
+        CheckpointError: the folder has no ``snapshots/`` or fewer than ``count`` EMA snapshots.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    folder = Path(run_dir) / SNAPSHOT_DIR
+    found = sorted(((int(m.group(1)), p) for p in folder.glob("generator_step*.safetensors")
+                    if (m := _EMA_SNAPSHOT.match(p.name))), key=lambda t: t[0])
+    if len(found) < count:
+        raise CheckpointError(
+            f"{folder} holds {len(found)} EMA snapshots (generator_stepNNNNNN.safetensors), fewer than the "
+            f"{count} asked for; lower --last or train longer (snapshots are written every --save-every steps)"
+        )
+    return [p for _, p in found[-count:]]
+
+
+def average_generators(paths: list[str | os.PathLike]) -> torch.nn.Module:
+    """A generator whose weights are the uniform mean of the generators in ``paths``.
+
+    Raises:
+        CheckpointError: fewer than two files, or files that hold different architectures.
+    """
+    if len(paths) < 2:
+        raise CheckpointError(f"averaging needs at least two generators, got {len(paths)}")
+    models = [load_generator(p) for p in paths]
+    first = models[0]
+    for p, m in zip(paths[1:], models[1:]):
+        if m.config != first.config:
+            raise CheckpointError(f"{p} holds another architecture ({m.config}) than {paths[0]} ({first.config}); "
+                                  "average snapshots of one run only")
+    states = [m.state_dict() for m in models]
+    mean = {}
+    for k, v in states[-1].items():
+        mean[k] = torch.stack([s[k].double() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v
+    first.load_state_dict(mean)
+    return first.eval()
+
+
+def save_average(paths: list[str | os.PathLike], out: str | os.PathLike) -> Path:
+    """Average ``paths`` (see :func:`average_generators`) and save to ``out`` with their names in the metadata."""
+    model = average_generators(paths)
+    steps = [read_metadata(p).get("engan.step") for p in paths]
+    extra = {"averaged_from": [Path(p).name for p in paths]}
+    if all(s is not None for s in steps):
+        extra["averaged_steps"] = [int(s) for s in steps]
+    return save_generator(out, model, extra=extra)
