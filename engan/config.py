@@ -48,7 +48,7 @@ class DiscriminatorConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Loss weights, the feature network of the self-feature-preserving loss, and the optional colour and exposure terms."""
+    """Loss weights, the self-feature-preserving loss's feature network, the optional colour and exposure terms."""
 
     feature_net: Literal["vgg16", "efficientnet-lite0"] = "efficientnet-lite0"
     vgg_weights: str | None = None

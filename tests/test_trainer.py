@@ -254,7 +254,7 @@ def test_tensorboard_scalars_when_available(data_dirs, tmp_path, monkeypatch):
 
 
 def _resume_with(data_dirs, out, **loss_fields):
-    """Train 2 steps with the paper's losses, resume to 3 with ``loss_fields``: the last metrics, the saved loss config."""
+    """2 steps with the paper's losses, then resume to 3 with ``loss_fields``: last metrics, saved loss config."""
     Trainer(tiny_config(data_dirs, steps=2), out, progress=False).fit()
     cfg = tiny_config(data_dirs, steps=3)
     cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **loss_fields))

@@ -1,4 +1,4 @@
-"""EnlightenGAN losses: relativistic/plain LSGAN, the self-feature-preserving loss, and optional colour and exposure terms."""
+"""EnlightenGAN losses: relativistic/plain LSGAN, self-feature-preserving, optional colour and exposure terms."""
 from engan.losses.color import color_angle_loss
 from engan.losses.exposure import exposure_loss, mean_luma_of_images
 from engan.losses.feature_nets import (
