@@ -45,7 +45,7 @@ from engan.losses import (
     mean_luma_of_images, patch_offsets, ragan_d_loss, ragan_g_loss, to_disc_range,
 )
 from engan.models import PatchDiscriminator, count_parameters, create_generator
-from engan.models.checkpoint import read_metadata, GENERATOR_FILE, save_generator
+from engan.models.checkpoint import SNAPSHOT_DIR, read_metadata, GENERATOR_FILE, save_generator, snapshot_name
 from engan.runtime.atomic import atomic_write_text
 from engan.sampling import sample_inputs, write_sample_grid
 from engan.schedule import lr_at
@@ -88,7 +88,7 @@ def architecture_of(cfg: ExperimentConfig) -> dict[str, Any]:
 def remove_stale_temp_files(run_dir: Path) -> list[Path]:
     """Delete the temp files an interrupted atomic write left (``.<name>.<random>.tmp``)."""
     removed = []
-    for folder in (run_dir, run_dir / "snapshots"):
+    for folder in (run_dir, run_dir / SNAPSHOT_DIR):
         if folder.is_dir():
             for p in folder.glob(".generator*.safetensors.*.tmp"):
                 p.unlink(missing_ok=True)
@@ -437,16 +437,16 @@ class Trainer:
             self._save_generators(self.step_no)
 
     def _save_generators(self, s: int) -> None:
-        snaps = self.out / "snapshots"
+        snaps = self.out / SNAPSHOT_DIR
         raw_meta = {"step": s, "weights": "raw"}
-        save_generator(snaps / f"generator_raw_step{s:06d}.safetensors", self.G, extra=raw_meta)
+        save_generator(snaps / snapshot_name(s, raw=True), self.G, extra=raw_meta)
         if self.ema is not None:
             ema_meta = {"step": s, "weights": "ema", "ema_decay": self.ema.decay}
-            save_generator(snaps / f"generator_step{s:06d}.safetensors", self.ema.module, extra=ema_meta)
+            save_generator(snaps / snapshot_name(s), self.ema.module, extra=ema_meta)
             save_generator(self.out / RAW_GENERATOR_FILE, self.G, extra=raw_meta)
             save_generator(self.out / GENERATOR_FILE, self.ema.module, extra=ema_meta)
         else:
-            save_generator(snaps / f"generator_step{s:06d}.safetensors", self.G, extra=raw_meta)
+            save_generator(snaps / snapshot_name(s), self.G, extra=raw_meta)
             save_generator(self.out / RAW_GENERATOR_FILE, self.G, extra=raw_meta)
             save_generator(self.out / GENERATOR_FILE, self.G, extra=raw_meta)
 

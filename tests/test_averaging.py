@@ -10,7 +10,9 @@ from click.testing import CliRunner
 from engan.cli.average import average as average_cmd
 from engan.models import create_generator
 from engan.models.averaging import average_generators, last_snapshots, save_average
-from engan.models.checkpoint import CheckpointError, load_generator, read_metadata, save_generator
+from engan.models.checkpoint import (
+    CheckpointError, load_generator, read_metadata, save_generator, snapshot_name, snapshot_step,
+)
 
 
 def _snapshot(path, seed, step=None, preset="tiny"):
@@ -30,8 +32,8 @@ def _run(tmp_path, steps=(200, 400, 600, 800, 1000)):
     snaps = tmp_path / "run" / "snapshots"
     snaps.mkdir(parents=True)
     for i, s in enumerate(steps):
-        _snapshot(snaps / f"generator_step{s:06d}.safetensors", seed=i, step=s)
-        _snapshot(snaps / f"generator_raw_step{s:06d}.safetensors", seed=100 + i, step=s)  # must be ignored
+        _snapshot(snaps / snapshot_name(s), seed=i, step=s)
+        _snapshot(snaps / snapshot_name(s, raw=True), seed=100 + i, step=s)  # must be ignored
     return tmp_path / "run"
 
 
@@ -50,6 +52,14 @@ def test_average_is_the_elementwise_mean_including_batchnorm_statistics(tmp_path
     x = torch.rand(1, 3, 32, 32) * 0.2
     with torch.no_grad():
         torch.testing.assert_close(same(x), gens[0].eval()(x))
+
+
+def test_snapshot_names_round_trip_and_raw_files_are_not_ema_snapshots():
+    assert snapshot_name(1200) == "generator_step001200.safetensors"
+    assert snapshot_name(1200, raw=True) == "generator_raw_step001200.safetensors"
+    assert snapshot_step(snapshot_name(1200)) == 1200 and snapshot_step(snapshot_name(1234567)) == 1234567
+    assert snapshot_step(snapshot_name(1200, raw=True)) is None
+    assert snapshot_step("generator_step001200.safetensors.x.tmp") is None
 
 
 def test_last_snapshots_takes_the_newest_ema_files_in_step_order(tmp_path):

@@ -10,15 +10,13 @@ averaged; integer buffers (``num_batches_tracked``) come from the newest file.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import torch
 
-from engan.models.checkpoint import CheckpointError, load_generator, read_metadata, save_generator
-
-SNAPSHOT_DIR = "snapshots"
-_EMA_SNAPSHOT = re.compile(r"^generator_step(\d+)\.safetensors$")
+from engan.models.checkpoint import (
+    SNAPSHOT_DIR, CheckpointError, load_generator, read_metadata, save_generator, snapshot_step,
+)
 
 
 def last_snapshots(run_dir: str | os.PathLike, count: int) -> list[Path]:
@@ -30,8 +28,8 @@ def last_snapshots(run_dir: str | os.PathLike, count: int) -> list[Path]:
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     folder = Path(run_dir) / SNAPSHOT_DIR
-    found = sorted(((int(m.group(1)), p) for p in folder.glob("generator_step*.safetensors")
-                    if (m := _EMA_SNAPSHOT.match(p.name))), key=lambda t: t[0])
+    files = folder.iterdir() if folder.is_dir() else ()
+    found = sorted((step, p) for p in files if (step := snapshot_step(p.name)) is not None)
     if len(found) < count:
         raise CheckpointError(
             f"{folder} holds {len(found)} EMA snapshots (generator_stepNNNNNN.safetensors), fewer than the "

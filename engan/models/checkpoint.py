@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,23 @@ from engan.config import GeneratorConfig, preset_for_width
 from engan.runtime.atomic import atomic_write_bytes  # noqa: F401  (re-exported)
 
 GENERATOR_FILE = "generator.safetensors"
+#: run-folder subfolder of the per-save generator snapshots
+SNAPSHOT_DIR = "snapshots"
+
+
+def snapshot_name(step: int, raw: bool = False) -> str:
+    """File name of a run's snapshot at ``step``: ``generator_step{N:06d}`` (EMA, or raw when EMA is off) or
+    ``generator_raw_step{N:06d}``, ``.safetensors``."""
+    return f"generator{'_raw' if raw else ''}_step{step:06d}.safetensors"
+
+
+_SNAPSHOT_NAME = re.compile(r"^generator_step(\d+)\.safetensors$")
+
+
+def snapshot_step(name: str) -> int | None:
+    """The step of a :func:`snapshot_name` (``raw=False``) file name; None for any other name."""
+    m = _SNAPSHOT_NAME.match(name)
+    return int(m.group(1)) if m else None
 
 
 class CheckpointError(RuntimeError):
