@@ -16,14 +16,8 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-#: BT.601 luma weights of R, G, B
-LUMA = (0.299, 0.587, 0.114)
-
-
-def luma(rgb: torch.Tensor) -> torch.Tensor:
-    """BT.601 luma (N x H x W) of an NCHW RGB batch."""
-    w = torch.tensor(LUMA, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
-    return (rgb * w).sum(1)
+from engan.eval.metrics import brightness
+from engan.models.generator import luma
 
 
 def exposure_loss(output: torch.Tensor, level: float) -> torch.Tensor:
@@ -41,8 +35,7 @@ def exposure_loss(output: torch.Tensor, level: float) -> torch.Tensor:
 
 def mean_luma_of_images(images: Iterable[np.ndarray]) -> float:
     """Mean over images of each HxWx3 uint8 image's mean BT.601 luma, on the [0, 1] scale."""
-    w = np.asarray(LUMA, dtype=np.float64)
-    values = [float((np.asarray(im, dtype=np.float64).reshape(-1, 3) @ w).mean()) / 255.0 for im in images]
+    values = [brightness(im) / 255.0 for im in images]
     if not values:
         raise ValueError("mean_luma_of_images needs at least one image")
     return float(np.mean(values))

@@ -24,10 +24,15 @@ from engan.config import PAD_MULTIPLE, GeneratorConfig
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
+def luma(x01: torch.Tensor) -> torch.Tensor:
+    """Rec.601 luma of an RGB NCHW tensor (N x 1 x H x W), on the input's scale."""
+    r, g, b = x01[:, 0:1], x01[:, 1:2], x01[:, 2:3]
+    return LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b
+
+
 def attention_map(x01: torch.Tensor) -> torch.Tensor:
     """Illumination attention ``1 - luma`` of an RGB [0, 1] NCHW tensor (N x 1 x H x W)."""
-    r, g, b = x01[:, 0:1], x01[:, 1:2], x01[:, 2:3]
-    return 1.0 - (LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b)
+    return 1.0 - luma(x01)
 
 
 class UNetGenerator(nn.Module):
