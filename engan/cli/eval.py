@@ -99,8 +99,8 @@ def eval_cmd(model, backend, lol, paired, public_dark, unpaired, peers, peers_di
         except ModuleNotFoundError as e:
             raise click.ClickException(f"--public-dark needs scikit-image ({e}); pip install 'engan[eval]'") from None
     cfg = EvalConfig(
-        model=model, backend=backend, lol=lol, paired=tuple(paired), unpaired=tuple(folders), peers=tuple(peer_names), peers_dir=peers_dir,
-        zero_dce_pp_scale=zero_dce_pp_scale, out=out, max_images=max_images,
+        model=model, backend=backend, lol=lol, paired=tuple(paired), unpaired=tuple(folders), peers=tuple(peer_names),
+        peers_dir=peers_dir, zero_dce_pp_scale=zero_dce_pp_scale, out=out, max_images=max_images,
         grid=not no_grid, grid_rows=grid_rows,
     )
     written: dict = {}
