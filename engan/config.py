@@ -48,7 +48,7 @@ class DiscriminatorConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Loss weights, the self-feature-preserving loss's feature network, the optional colour and exposure terms."""
+    """Loss weights, the self-feature-preserving loss's feature network, the optional colour, exposure and identity terms."""
 
     feature_net: Literal["vgg16", "efficientnet-lite0"] = "efficientnet-lite0"
     vgg_weights: str | None = None
@@ -61,6 +61,8 @@ class LossConfig:
     exposure_weight: float = 0.0
     #: mean luma the batch is pulled to; None = the normal-light set's own mean, measured at the start
     exposure_level: float | None = None
+    #: weight of the identity term (:mod:`engan.losses.identity`, G(normal) = normal); 0 = off
+    identity_weight: float = 0.0
 
 
 @dataclass(frozen=True)

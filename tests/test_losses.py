@@ -9,7 +9,7 @@ import torch
 
 from engan.config import LossConfig
 from engan.losses import (
-    EfficientNetLite0Features, FeatureNetError, color_angle_loss, exposure_loss, mean_luma_of_images, FrozenFeatures, SFPLoss, VGG16Relu51, build_feature_net,
+    EfficientNetLite0Features, FeatureNetError, color_angle_loss, exposure_loss, identity_loss, mean_luma_of_images, FrozenFeatures, SFPLoss, VGG16Relu51, build_feature_net,
     crop_patches, instance_norm, lsgan_d_loss, lsgan_g_loss, patch_offsets, ragan_d_loss, ragan_g_loss,
     to_disc_range,
 )
@@ -217,6 +217,20 @@ def test_exposure_loss_is_the_squared_gap_of_the_batch_mean_luma():
         exposure_loss(torch.rand(1, 1, 8, 8), 0.4)
     with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
         exposure_loss(grey, 40.0)
+
+
+def test_identity_loss_is_the_mean_absolute_difference():
+    a = torch.rand(2, 3, 8, 8)
+    assert identity_loss(a, a).item() == 0.0
+    assert identity_loss(a + 0.1, a).item() == pytest.approx(0.1, rel=1e-4)
+    b = a.clone()
+    b[:, 0] += 0.3  # one channel of three off by 0.3
+    assert identity_loss(b, a).item() == pytest.approx(0.1, rel=1e-4)
+    out = a.clone().requires_grad_(True)
+    identity_loss(out + 0.2, a).backward()
+    assert (out.grad > 0).all()  # a step against the gradient darkens an over-bright output
+    with pytest.raises(ValueError, match="two NCHW RGB batches of one shape"):
+        identity_loss(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 16))
 
 
 def test_mean_luma_of_images_on_uint8_arrays():

@@ -21,6 +21,7 @@ _FIELDS = {
     "feature_net": ("loss", "feature_net"), "vgg_weights": ("loss", "vgg_weights"),
     "ndf": ("discriminator", "ndf"), "color_weight": ("loss", "color_weight"), "color_cell": ("loss", "color_cell"),
     "exposure_weight": ("loss", "exposure_weight"), "exposure_level": ("loss", "exposure_level"),
+    "identity_weight": ("loss", "identity_weight"),
 }
 
 
@@ -120,6 +121,11 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
 @click.option("--exposure-level", type=click.FloatRange(0, 1), default=None,
               help="Mean luma in [0, 1] the exposure prior aims at. [default: the mean luma of the --normal "
                    "images, measured at the start and saved in config.json]")
+@click.option("--identity-weight", type=click.FloatRange(0), default=None,
+              help="Weight of the identity term: the normal-light crops go through the generator too (in the same "
+                   "batch) and should come out unchanged (L1), so well-lit parts of a photo are not over-brightened "
+                   "or clipped. About 1.4x the step time. Not in the paper; 0 = off. Can be switched on at --resume. "
+                   f"[default: {_L.identity_weight:g}]")
 @click.option("--threads", type=click.IntRange(0), default=None,
               help="CPU threads for torch (torch.set_num_threads); 0 keeps torch's default. [default: 0]")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar. [default: off]")
