@@ -1,4 +1,4 @@
-"""PSNR / SSIM / brightness on images with known answers."""
+"""PSNR / SSIM / brightness / clipping on images with known answers."""
 from __future__ import annotations
 
 import math
@@ -65,3 +65,16 @@ def test_brightness_is_mean_bt601_luma():
 def test_finite_mean_skips_missing_values():
     assert metrics.finite_mean([1.0, None, float("nan"), 3.0]) == 2.0
     assert math.isnan(metrics.finite_mean([None]))
+
+
+def test_clipped_counts_only_the_saturation_the_enhancement_made():
+    src = np.full((4, 5, 3), 100, np.uint8)
+    src[0, 0] = (255, 10, 10)  # already saturated in the input: never counted
+    out = src.copy()
+    out[1, :, 0] = 255  # one channel blown on a whole row of 5 pixels
+    out[0, 0] = 255
+    assert metrics.clipped(out, src) == pytest.approx(100 * 5 / 20)
+    assert metrics.clipped(src, src) == 0.0
+    assert metrics.clipped(np.full_like(src, 254), src) == 0.0  # 254 is bright, not clipped
+    with pytest.raises(ValueError):
+        metrics.clipped(out[:2], src)

@@ -100,16 +100,16 @@ def test_run_eval_and_report_files(tmp_path, paired, unpaired, tiny_checkpoint):
     assert (paired_set["kind"], paired_set["n_images"], unpaired_set["kind"], unpaired_set["n_images"]) == ("paired", 3, "unpaired", 2)
     for label in labels:
         m = paired_set["methods"][label]
-        assert set(m["mean"]) == {"psnr", "ssim", "brightness", "time_s"} and len(m["per_image"]) == 3
+        assert set(m["mean"]) == {"psnr", "ssim", "brightness", "clipped", "time_s"} and len(m["per_image"]) == 3
         assert 0 < m["mean"]["psnr"] < 100 and -1 <= m["mean"]["ssim"] <= 1
         u = unpaired_set["methods"][label]
-        assert set(u["mean"]) == {"niqe", "brisque", "brightness", "time_s"} and len(u["per_image"]) == 2
+        assert set(u["mean"]) == {"niqe", "brisque", "brightness", "clipped", "time_s"} and len(u["per_image"]) == 2
     assert paired_set["methods"][INPUT_LABEL]["mean"]["time_s"] is None  # the input row has no time
     assert data["environment"]["libraries"]["scikit-image"]
 
     md = (cfg.out / "report.md").read_text()
-    assert "| method | PSNR (dB) ↑ | SSIM ↑ | brightness | time / image |" in md
-    assert "| method | NIQE ↓ | BRISQUE ↓ | brightness | time / image |" in md
+    assert "| method | PSNR (dB) ↑ | SSIM ↑ | brightness | clipped % | time / image |" in md
+    assert "| method | NIQE ↓ | BRISQUE ↓ | brightness | clipped % | time / image |" in md
     assert "peak_signal_noise_ratio(data_range=255)" in md and "niqe_image_params.mat" in md
     assert "![pairs comparison](grid_pairs.png)" in md
     # grid: 2 rows; columns input | ours | ground truth for the paired set
@@ -126,7 +126,7 @@ def test_markdown_shows_missing_numbers_as_dashes():
         "sets": [{"name": "s", "kind": "unpaired", "n_images": 1, "path": "p",
                   "methods": {"x": {"mean": {"niqe": float("nan"), "brisque": None, "brightness": 1.0, "time_s": 0.25}}}}],
     }
-    assert "| x | — | — | 1.0 | 250 ms |" in render_markdown(report)
+    assert "| x | — | — | 1.0 | — | 250 ms |" in render_markdown(report)  # no clipped figure (older report.json)
 
 
 def test_onnx_model_scores_like_its_checkpoint(paired, tiny_checkpoint, tiny_onnx):

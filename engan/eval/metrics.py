@@ -1,4 +1,4 @@
-"""Full-reference metrics (PSNR, SSIM) and mean brightness, on 8-bit RGB images.
+"""Full-reference metrics (PSNR, SSIM), mean brightness and clipping, on 8-bit RGB images.
 
 Protocol (the usual LOL one, as in the LLIE survey and Retinexformer tables): both
 images are HxWx3 ``uint8`` RGB (the enhanced output is rounded to 8 bits first);
@@ -70,6 +70,18 @@ def luma(img: np.ndarray) -> np.ndarray:
 def brightness(img: np.ndarray) -> float:
     """Mean BT.601 luma of a uint8 RGB image, on the 0-255 scale."""
     return float(luma(img).mean())
+
+
+def clipped(output: np.ndarray, source: np.ndarray) -> float:
+    """Per cent of pixels the enhancement blew out: some channel is 255 in ``output`` and none was in ``source``.
+
+    Over-brightening shows up here before it shows in a mean: a warm lamp-lit wall whose red
+    channel saturates loses its texture and turns orange, even when the mean luma looks right.
+    Pixels already saturated in the input are not counted. Both images are uint8 RGB of one size.
+    """
+    _check_pair(np.asarray(source), np.asarray(output))
+    out_max, src_max = np.asarray(output)[..., :3].max(-1), np.asarray(source)[..., :3].max(-1)
+    return float(100.0 * np.mean((out_max == 255) & (src_max < 255)))
 
 
 def finite_mean(values: list[float]) -> float:

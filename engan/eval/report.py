@@ -24,7 +24,10 @@ PROTOCOL_UNPAIRED = (
     "float32 MSCN as in the extractor that fitted the model. "
     "BRISQUE (lower is better): the brisque 0.2.0 package's SVR model and feature scaling with its features "
     "recomputed in engan.eval.brisque (no OpenCV; identical scores). "
-    "Brightness: mean BT.601 luma of the output, 0-255."
+    "Brightness: mean BT.601 luma of the output, 0-255. "
+    "Clipped: per cent of pixels with a channel at 255 in the output and none in the input (blown "
+    "highlights and saturated colours the enhancement made; lower is better; the paired sets give the "
+    "ground truth's own figure for reference)."
 )
 PROTOCOL_TIME = (
     "Time per image: wall-clock seconds of the enhance call only (decode and metrics excluded), averaged over "
@@ -45,21 +48,27 @@ def _ms(v: Any) -> str:
     return f"{v * 1000:.0f} ms" if v < 10 else f"{v:.1f} s"
 
 
+def _common_cells(mean: dict[str, Any]) -> str:
+    """The brightness, clipped % and time cells every table row ends with."""
+    return f"{_fmt(mean['brightness'], 1)} | {_fmt(mean.get('clipped'), 2)} | {_ms(mean['time_s'])} |"
+
+
 def set_table(s: dict[str, Any]) -> str:
     """Markdown table of one set's means."""
     if s["kind"] == "paired":
-        head = "| method | PSNR (dB) ↑ | SSIM ↑ | brightness | time / image |\n|---|---:|---:|---:|---:|"
+        head = ("| method | PSNR (dB) ↑ | SSIM ↑ | brightness | clipped % | time / image |\n"
+                "|---|---:|---:|---:|---:|---:|")
         lines = [
-            f"| {label} | {_fmt(m['mean']['psnr'], 2)} | {_fmt(m['mean']['ssim'], 3)} | "
-            f"{_fmt(m['mean']['brightness'], 1)} | {_ms(m['mean']['time_s'])} |"
+            f"| {label} | {_fmt(m['mean']['psnr'], 2)} | {_fmt(m['mean']['ssim'], 3)} | {_common_cells(m['mean'])}"
             for label, m in s["methods"].items()
         ]
-        lines.append(f"| *ground truth (high)* | — | — | {_fmt(s.get('reference_brightness'), 1)} | — |")
+        lines.append(f"| *ground truth (high)* | — | — | {_fmt(s.get('reference_brightness'), 1)} | "
+                     f"{_fmt(s.get('reference_clipped'), 2)} | — |")
     else:
-        head = "| method | NIQE ↓ | BRISQUE ↓ | brightness | time / image |\n|---|---:|---:|---:|---:|"
+        head = ("| method | NIQE ↓ | BRISQUE ↓ | brightness | clipped % | time / image |\n"
+                "|---|---:|---:|---:|---:|---:|")
         lines = [
-            f"| {label} | {_fmt(m['mean']['niqe'], 3)} | {_fmt(m['mean']['brisque'], 2)} | "
-            f"{_fmt(m['mean']['brightness'], 1)} | {_ms(m['mean']['time_s'])} |"
+            f"| {label} | {_fmt(m['mean']['niqe'], 3)} | {_fmt(m['mean']['brisque'], 2)} | {_common_cells(m['mean'])}"
             for label, m in s["methods"].items()
         ]
     return "\n".join([head, *lines])

@@ -121,29 +121,31 @@ def run_paired_set(
     grid_rows: int = 0,
     progress: bool = True,
 ) -> tuple[dict[str, Any], list[GridRow]]:
-    """PSNR / SSIM / brightness / time of every method on a ``low/`` + ``high/`` set.
+    """PSNR / SSIM / brightness / clipped % / time of every method on a ``low/`` + ``high/`` set.
 
     Returns:
         ``(result, grid_rows)``: ``result["methods"][label]`` has ``mean`` and ``per_image``.
     """
     pairs = list_pairs(folder)[: max_images or None]
-    keys = ("psnr", "ssim", "brightness", "time_s")
+    keys = ("psnr", "ssim", "brightness", "clipped", "time_s")
     per: dict[str, list[dict[str, Any]]] = {m.label: [] for m in methods}
     rows: list[GridRow] = []
     pick = _grid_indices(len(pairs), grid_rows)
-    gt_brightness = []
+    gt_brightness, gt_clipped = [], []
     with _progress(len(pairs), f"{Path(folder).name} (paired)", progress) as bar:
         for i, pair in enumerate(pairs):
             low, high = load_rgb(pair.low), load_rgb(pair.high)
             if low.shape != high.shape:
                 raise DatasetError(f"{pair.low} is {low.shape[1]}x{low.shape[0]} but {pair.high} is {high.shape[1]}x{high.shape[0]}; pairs must match in size")
             gt_brightness.append(metrics.brightness(high))
+            gt_clipped.append(metrics.clipped(high, low))
             row = GridRow(pair.name, {"Input": _tile(low)}) if i in pick else None
             for m in methods:
                 out, dt = _timed(m.fn, low)
                 per[m.label].append({
                     "image": pair.low.name, "psnr": metrics.psnr(high, out), "ssim": metrics.ssim(high, out),
-                    "brightness": metrics.brightness(out), "time_s": dt if m.kind != "identity" else None,
+                    "brightness": metrics.brightness(out), "clipped": metrics.clipped(out, low),
+                    "time_s": dt if m.kind != "identity" else None,
                 })
                 if row is not None and m.kind != "identity":
                     row.tiles[m.label] = _tile(out)
@@ -154,6 +156,7 @@ def run_paired_set(
     result = {
         "name": Path(folder).name, "kind": "paired", "path": str(folder), "n_images": len(pairs),
         "reference_brightness": metrics.finite_mean(gt_brightness),
+        "reference_clipped": metrics.finite_mean(gt_clipped),
         "methods": {label: {"mean": _summarise(p, keys), "per_image": p} for label, p in per.items()},
     }
     return result, rows
@@ -173,14 +176,14 @@ def run_unpaired_set(
     grid_rows: int = 0,
     progress: bool = True,
 ) -> tuple[dict[str, Any], list[GridRow]]:
-    """NIQE / BRISQUE / brightness / time of every method on a folder of images."""
+    """NIQE / BRISQUE / brightness / clipped % / time of every method on a folder of images."""
     from engan.eval.brisque import brisque
     from engan.eval.niqe import niqe
 
     files = list_images(folder)[: max_images or None]
     if not files:
         raise DatasetError(f"{folder} holds no images")
-    keys = ("niqe", "brisque", "brightness", "time_s")
+    keys = ("niqe", "brisque", "brightness", "clipped", "time_s")
     per: dict[str, list[dict[str, Any]]] = {m.label: [] for m in methods}
     rows: list[GridRow] = []
     pick = _grid_indices(len(files), grid_rows)
@@ -192,7 +195,8 @@ def run_unpaired_set(
                 out, dt = _timed(m.fn, img)
                 per[m.label].append({
                     "image": f.name, "niqe": _safe(niqe, out), "brisque": _safe(brisque, out),
-                    "brightness": metrics.brightness(out), "time_s": dt if m.kind != "identity" else None,
+                    "brightness": metrics.brightness(out), "clipped": metrics.clipped(out, img),
+                    "time_s": dt if m.kind != "identity" else None,
                 })
                 if row is not None and m.kind != "identity":
                     row.tiles[m.label] = _tile(out)
@@ -220,7 +224,7 @@ def evaluate_paired(
         max_images: first N pairs only.
 
     Returns:
-        ``{"psnr", "ssim", "brightness", "time_s", "n_images", "per_image": [...]}`` (means
+        ``{"psnr", "ssim", "brightness", "clipped", "time_s", "n_images", "per_image": [...]}`` (means
         over the pairs; PSNR of identical images is capped at 100 dB).
     """
     res, _ = run_paired_set([Method("model", enhance_fn, "ours")], lol_dir, max_images, 0, progress)
@@ -234,7 +238,11 @@ def evaluate_unpaired(
     max_images: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Score one enhance function on an unpaired folder: ``{"niqe", "brisque", "brightness", "time_s", "n_images", "per_image"}``."""
+    """Score one enhance function on an unpaired folder.
+
+    Returns:
+        ``{"niqe", "brisque", "brightness", "clipped", "time_s", "n_images", "per_image"}``.
+    """
     res, _ = run_unpaired_set([Method("model", enhance_fn, "ours")], folder, max_images, 0, progress)
     m = res["methods"]["model"]
     return {**m["mean"], "n_images": res["n_images"], "per_image": m["per_image"]}
