@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from engan.losses.checks import check_rgb_pair
+
 
 def color_angle_loss(output: torch.Tensor, reference: torch.Tensor, cell: int = 16,
                      eps: float = 1e-6) -> torch.Tensor:
@@ -31,9 +33,7 @@ def color_angle_loss(output: torch.Tensor, reference: torch.Tensor, cell: int = 
         A scalar >= 0: 0 when every cell (and the image mean) of ``output`` is a
         positive multiple of the same cell of ``reference``.
     """
-    if output.shape != reference.shape or output.dim() != 4 or output.shape[1] != 3:
-        raise ValueError(f"color_angle_loss needs two NCHW RGB batches of one shape, got "
-                         f"{tuple(output.shape)} and {tuple(reference.shape)}")
+    check_rgb_pair("color_angle_loss", output, reference)
     out, ref = output.float(), reference.float()
     glob = 1.0 - F.cosine_similarity(out.mean((2, 3)), ref.mean((2, 3)), dim=1, eps=eps)
     k = max(1, min(cell, out.shape[-2], out.shape[-1]))

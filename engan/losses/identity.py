@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from engan.losses.checks import check_rgb_pair
+
 
 def identity_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference of two NCHW RGB batches of one shape (the generator's output first).
@@ -21,7 +23,5 @@ def identity_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     Raises:
         ValueError: the batches differ in shape or are not NCHW RGB.
     """
-    if output.shape != target.shape or output.dim() != 4 or output.shape[1] != 3:
-        raise ValueError(f"identity_loss needs two NCHW RGB batches of one shape, got "
-                         f"{tuple(output.shape)} and {tuple(target.shape)}")
+    check_rgb_pair("identity_loss", output, target)
     return (output.float() - target.float()).abs().mean()
