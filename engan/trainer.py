@@ -285,15 +285,12 @@ class Trainer:
             g_glob = ragan_g_loss(pred_real, self.D_A(fake_d))
             fake_p, real_p = crop_patches(fake_d, offs, P), crop_patches(real_d, offs, P)
             g_loc = lsgan_g_loss(self.D_P(fake_p))
+            zero = torch.zeros((), device=self.device)  # the value of a term that is off
             sfp_glob = self.sfp(fake, low)
-            sfp_loc = self.sfp(crop_patches(fake, offs, P), crop_patches(low, offs, P)) if lc.patch_sfp \
-                else torch.zeros((), device=self.device)
-            col = (color_angle_loss(fake, low, lc.color_cell) if lc.color_weight > 0
-                   else torch.zeros((), device=self.device))
-            expo = (exposure_loss(fake, lc.exposure_level) if lc.exposure_weight > 0
-                    else torch.zeros((), device=self.device))
-            idt = (identity_loss(same, normal) if lc.identity_weight > 0
-                   else torch.zeros((), device=self.device))
+            sfp_loc = self.sfp(crop_patches(fake, offs, P), crop_patches(low, offs, P)) if lc.patch_sfp else zero
+            col = color_angle_loss(fake, low, lc.color_cell) if lc.color_weight > 0 else zero
+            expo = exposure_loss(fake, lc.exposure_level) if lc.exposure_weight > 0 else zero
+            idt = identity_loss(same, normal) if lc.identity_weight > 0 else zero
             loss_g = (g_glob + g_loc + lc.sfp_weight * (sfp_glob + sfp_loc) + lc.color_weight * col
                       + lc.exposure_weight * expo + lc.identity_weight * idt)
         if not self.amp and not torch.isfinite(loss_g):
