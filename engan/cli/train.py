@@ -21,7 +21,7 @@ _FIELDS = {
     "feature_net": ("loss", "feature_net"), "vgg_weights": ("loss", "vgg_weights"),
     "ndf": ("discriminator", "ndf"), "color_weight": ("loss", "color_weight"), "color_cell": ("loss", "color_cell"),
     "exposure_weight": ("loss", "exposure_weight"), "exposure_level": ("loss", "exposure_level"),
-    "identity_weight": ("loss", "identity_weight"),
+    "identity_weight": ("loss", "identity_weight"), "amp": ("train", "amp"),
 }
 
 
@@ -87,6 +87,10 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
                    "Options not given keep their saved values; architecture options may not change.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
               help="Where to train; auto = CUDA when available (with AMP), else CPU. [default: auto]")
+@click.option("--amp/--no-amp", default=None,
+              help="On CUDA, run forward passes in float16 autocast with a gradient scaler (faster, less "
+                   "memory); --no-amp trains in float32 (TF32 convolutions on Ampere and newer). Ignored on a "
+                   "CPU. [default: --amp]")
 @click.option("--seed", type=int, default=None,
               help=f"Seed of initialisation, sampling and augmentation; same seed = same run. [default: {_T.seed}]")
 @click.option("--feature-net", type=click.Choice(["vgg16", "efficientnet-lite0"]), default=None,
