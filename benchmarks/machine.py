@@ -146,6 +146,60 @@ def measure_peak_gflops(threads: int, quick: bool = False, bf16: bool = True) ->
         torch.set_num_threads(previous)
 
 
+def measure_gpu_peak_gflops(quick: bool = False) -> dict[str, Any] | None:
+    """Measured matmul peak GFLOP/s of CUDA device 0: fp32 (TF32 off, as the fp32 reference runs) and fp16.
+
+    Timed with CUDA events, best of 5 square products after a warm-up. None without a CUDA GPU.
+    GPU rows' "% peak" divide by these (fp16 rows by the fp16 peak), never by the CPU's.
+    """
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    n, repeats = (2048, 3) if quick else (4096, 5)
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    out: dict[str, Any] = {}
+    try:
+        for key, dtype in (("fp32", torch.float32), ("fp16", torch.float16)):
+            a = torch.randn(n, n, device="cuda", dtype=dtype)
+            b = torch.randn(n, n, device="cuda", dtype=dtype)
+            a @ b  # warm-up: kernel selection
+            torch.cuda.synchronize()
+            best = float("inf")
+            for _ in range(repeats):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                a @ b
+                end.record()
+                end.synchronize()
+                best = min(best, start.elapsed_time(end) / 1e3)
+            out[key] = round(2 * n**3 / best / 1e9, 1)
+            del a, b
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+    out["method"] = f"best of {repeats} torch.cuda matmuls n={n}, CUDA events, TF32 off for fp32"
+    return out
+
+
+def peak_for(machine: dict[str, Any], device: str, precision: str) -> tuple[float | None, str | None]:
+    """The measured peak a row of ``device``/``precision`` is compared with, and its name.
+
+    CPU rows: the CPU's fp32 matmul peak (bf16 rows: its bf16 peak). CUDA rows: the GPU's fp32
+    peak (fp16 rows: its fp16 peak); (None, None) when that peak was not measured.
+    """
+    if device == "cuda":
+        peak, key = machine.get("gpu_peak_gflops") or {}, "fp16" if precision == "fp16" else "fp32"
+        name = f"gpu {key}"
+    else:
+        peak, key = machine.get("peak_gflops") or {}, "bf16" if precision == "bf16" else "fp32"
+        name = key
+    value = peak.get(key)
+    return (value, name) if value else (None, None)
+
+
 def load_average() -> tuple[float, float, float] | None:
     """The 1/5/15-minute load average (how busy the shared machine was)."""
     try:
@@ -167,6 +221,8 @@ def machine_info(threads: int, quick: bool = False, measure_peak: bool = True) -
     }
     if measure_peak:
         info["peak_gflops"] = measure_peak_gflops(threads, quick=quick)
+        if info["gpu"]:
+            info["gpu_peak_gflops"] = measure_gpu_peak_gflops(quick=quick)
     return info
 
 

@@ -64,6 +64,7 @@ def markdown_report(rows: Sequence[dict[str, Any]], skipped: Sequence[dict[str, 
     peak = machine.get("peak_gflops", {})
     libs = ", ".join(f"{k} {v}" for k, v in machine.get("libraries", {}).items())
     gpu = machine.get("gpu")
+    gpeak = machine.get("gpu_peak_gflops") or {}
     lines = [
         f"# engan benchmark ({settings.get('mode', '?')} mode)",
         "",
@@ -71,6 +72,9 @@ def markdown_report(rows: Sequence[dict[str, Any]], skipped: Sequence[dict[str, 
         f"- GPU: {gpu['name'] + ' (' + gpu['capability'] + ', ' + str(gpu['memory_gib']) + ' GiB)' if gpu else 'none'}",
         f"- measured peak: fp32 matmul {peak.get('fp32', '-')} GFLOP/s, fp32 3x3 conv {peak.get('fp32_conv', '-')} "
         f"GFLOP/s, bf16 matmul {peak.get('bf16', '-')} GFLOP/s ({peak.get('method', '')})",
+        *([f"- measured GPU peak: fp32 matmul {gpeak.get('fp32', '-')} GFLOP/s, fp16 matmul "
+           f"{gpeak.get('fp16', '-')} GFLOP/s ({gpeak.get('method', '')}); GPU rows' % peak divide by these"]
+          if gpeak else []),
         f"- load average (1/5/15 min) at start {machine.get('load_average_start')}, "
         f"at end {machine.get('load_average_end')} (shared machine: compare rows of one size, they are interleaved)",
         f"- libraries: {libs}",
@@ -81,7 +85,7 @@ def markdown_report(rows: Sequence[dict[str, Any]], skipped: Sequence[dict[str, 
         "PSNR/max |Δ| vs that reference on the timed outputs (and any inputs the rounds did not reach); "
         "GFLOP/s = model GFLOP / min(p50, CPU time / threads) (wall time on a quiet machine, CPU time when other "
         "jobs take the cores; the peak is measured the same way); % peak = that / measured fp32 (bf16 rows: bf16) "
-        "matmul peak",
+        "matmul peak of the row's device (GPU rows: GPU peak, fp16 rows: fp16; '-' where it was not measured)",
         "",
     ]
     groups = [("Backends", "backends"), ("Levers (ONNX Runtime session options, batch)", "levers"),
@@ -185,6 +189,7 @@ def write_results(rows: Sequence[dict[str, Any]], skipped: Sequence[dict[str, st
     paths = [out_dir / f"{stem}.json", out_dir / f"{stem}.md", out_dir / f"{stem}.png"]
     atomic_write_text(paths[0], json.dumps(payload, indent=2, default=str) + "\n")
     atomic_write_text(paths[1], md + "\n")
-    title = f"engan {settings.get('mode', '')} benchmark - {describe_cpu(machine)}"
+    gpu = machine.get("gpu")
+    title = f"engan {settings.get('mode', '')} benchmark - {describe_cpu(machine)}" + (f" - {gpu['name']}" if gpu else "")
     atomic_write_bytes(paths[2], bar_chart_png(rows, title))
     return md, paths

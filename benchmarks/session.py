@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from benchmarks.images import bench_inputs
-from benchmarks.machine import effective_seconds, machine_info
+from benchmarks.machine import effective_seconds, machine_info, peak_for
 from benchmarks.measure import Samples, percentile, probe_memory, time_interleaved
 from benchmarks.models import BenchModel, prepare_model
 from benchmarks.runners import SPECS, Runner, RunnerSpec, build_runner, reference_of, skip_reason
@@ -157,8 +157,7 @@ class BenchSession:
         p50, p90 = percentile(s.latencies, 50), percentile(s.latencies, 90)
         paired = [r / c for r, c in zip(s.ref_latencies, s.latencies)]
         gflop = model.gflop(h, w, batch)
-        peak = self.machine.get("peak_gflops", {})
-        peak_ref = peak.get("bf16") if runner.spec.precision == "bf16" else peak.get("fp32")
+        peak_ref, peak_name = peak_for(self.machine, runner.spec.device, runner.spec.precision)
         cpu50 = percentile(s.cpu_seconds, 50)
         threads = self.settings.threads if runner.spec.device == "cpu" else 1
         effective = effective_seconds(p50, cpu50, threads) if runner.spec.device == "cpu" else p50
@@ -196,7 +195,7 @@ class BenchSession:
             "achieved_gflops_wall": round(gflop / p50, 1),
             "effective_ms": round(effective * 1e3, 2),
             "pct_of_peak": round(100 * achieved / peak_ref, 1) if peak_ref else None,
-            "peak_used": ("bf16" if runner.spec.precision == "bf16" else "fp32") if peak_ref else None,
+            "peak_used": peak_name,
             "weights": model.weights_source,
             "reference": reference_of(runner.spec).key,
             "note": runner.note,
