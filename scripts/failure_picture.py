@@ -1,9 +1,11 @@
 """Rebuild docs/failure_modes.jpg: the model card's failure-mode picture, from public-domain photos only.
 
     python scripts/failure_picture.py [--colour-run runs/lite_d/generator.safetensors]
+    python scripts/failure_picture.py --run "gA (no identity term)=runs/gpu1/gA_avg5.safetensors" \
+        --run "gB (identity term)=runs/gpu1/gB_avg5.safetensors" --photos rocket,astronaut,coffee --out docs/gpu_runs.jpg
 
 Rows: scikit-image sample photos darkened as in `engan eval --public-dark`; columns: the dark
-input, the shipped model, optionally a colour-term run, and the original.
+input, the shipped model, optionally a colour-term run and any other runs, and the original.
 """
 from __future__ import annotations
 
@@ -22,13 +24,22 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--colour-run", default=None, help="a .safetensors trained with --color-weight (optional column)")
+    ap.add_argument("--run", action="append", default=[], metavar="LABEL=PATH",
+                    help="another generator .safetensors as a column (repeatable)")
+    ap.add_argument("--photos", default="coffee,chelsea,rocket",
+                    help="comma list of scikit-image sample photos, one row each (default: coffee,chelsea,rocket)")
     ap.add_argument("--out", default=str(REPO / "docs" / "failure_modes.jpg"))
     args = ap.parse_args()
     models = {"engan-lite (shipped)": make_enhance_fn(None).fn}  # the shipped FP32 ONNX, as engan eval scores it
     if args.colour_run:
         models["colour term (lite_d, not shipped)"] = make_enhance_fn(args.colour_run).fn
+    for spec in args.run:
+        label, sep, path = spec.partition("=")
+        if not sep or not label or not path:
+            ap.error(f"--run {spec!r}: use LABEL=PATH, e.g. --run 'gB=runs/gpu1/gB_avg5.safetensors'")
+        models[label] = make_enhance_fn(path).fn
     rows = []
-    for name in ("coffee", "chelsea", "rocket"):
+    for name in args.photos.split(","):
         orig = sample_photo(name, max_side=400)
         dark = darken(orig)
         row = GridRow(name, {"Input (darkened)": fit_longest_side(dark, 240)})
