@@ -91,6 +91,23 @@ def test_augment_pair_shapes_ranges_and_darkening():
         augment_pair(low, normal, 64, np.random.default_rng(0))
 
 
+def test_a_divisor_below_one_brightens_and_clips_at_one():
+    low, normal = make_image(80, 70, 1), make_image(50, 90, 2)
+    ratios = []
+    for seed in range(40):
+        a, a_in, _ = augment_pair(low, normal, 48, np.random.default_rng(seed), darken_prob=1.0, darken_min=0.5,
+                                  darken_max=0.5)
+        assert 0.0 <= a_in.min() and a_in.max() <= 1.0  # never above 1
+        unclipped = (a > 0.05) & (a * 2 < 1.0)
+        ratios.append(a_in[unclipped] / a[unclipped])
+        assert np.all(a_in[a * 2 >= 1.0] == 1.0)
+    r = np.concatenate(ratios)
+    assert r.size and np.allclose(r, 2.0, atol=1e-4)  # t = 0.5 doubles the input
+    # the default range is the authors' (2..4, darkening only): clipping never triggers
+    _, a_in, _ = augment_pair(low, normal, 48, np.random.default_rng(0), darken_prob=1.0)
+    assert a_in.max() <= 0.5
+
+
 @pytest.fixture
 def banks(tmp_path):
     for i in range(5):

@@ -186,6 +186,7 @@ def test_cli_help_lists_every_option_with_its_default():
                          ("--lr", "[default: 0.0001; paper: 1e-4]"), ("--save-every", "[default: 100]"),
                          ("--sample-every", "[default: 100]"), ("--device", "[default: auto]"),
                          ("--amp / --no-amp", "[default: --amp]"),
+                         ("--darken-min", "[default: 2; paper: 2]"), ("--darken-prob", "[default: 0.5; paper: 0.5]"),
                          ("--seed", "[default: 0]"), ("--feature-net", "paper: vgg16]"),
                          ("--vgg-weights", "[default: none]"), ("--workers", "[default: 0]"),
                          ("--ema-decay", "[default: 0.999; paper: no EMA]"), ("--threads", "[default: 0]"),
@@ -215,14 +216,17 @@ def test_cli_train_then_resume_and_errors(data_dirs, tmp_path, monkeypatch):
     assert r.exit_code == 1 and "pass --resume to continue it" in r.output
     r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--steps", "2", "--color-weight", "5",
                                        "--exposure-weight", "3", "--exposure-level", "0.4", "--identity-weight", "2",
-                                       "--no-amp", "--quiet"])
+                                       "--no-amp", "--darken-min", "0.5", "--darken-prob", "0.7", "--quiet"])
     assert r.exit_code == 0, r.output
     saved = json.loads((out / "config.json").read_text())
     assert saved["train"]["steps"] == 2 and saved["model"]["preset"] == "tiny" and saved["data"]["crop"] == 32
     assert saved["loss"]["color_weight"] == 5.0 and saved["loss"]["color_cell"] == 16
     assert saved["loss"]["exposure_weight"] == 3.0 and saved["loss"]["exposure_level"] == 0.4
     assert saved["loss"]["identity_weight"] == 2.0 and saved["train"]["amp"] is False
+    assert (saved["data"]["darken_min"], saved["data"]["darken_max"], saved["data"]["darken_prob"]) == (0.5, 4.0, 0.7)
     assert load_latest(out).step == 2
+    r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--darken-min", "3", "--darken-max", "2"])
+    assert r.exit_code == 2 and "--darken-min 3 is above --darken-max 2" in r.output
     r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--preset", "lite", "--quiet"])
     assert r.exit_code == 1 and "other architecture options" in r.output
     r = CliRunner().invoke(train_cmd, ["--low", str(tmp_path / "missing"), "--normal", str(normal),

@@ -22,6 +22,7 @@ _FIELDS = {
     "ndf": ("discriminator", "ndf"), "color_weight": ("loss", "color_weight"), "color_cell": ("loss", "color_cell"),
     "exposure_weight": ("loss", "exposure_weight"), "exposure_level": ("loss", "exposure_level"),
     "identity_weight": ("loss", "identity_weight"), "amp": ("train", "amp"),
+    "darken_prob": ("data", "darken_prob"), "darken_min": ("data", "darken_min"), "darken_max": ("data", "darken_max"),
 }
 
 
@@ -46,10 +47,14 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
         sections["data"]["low_dir"] = str(Path(low).resolve())
     if normal is not None:
         sections["data"]["normal_dir"] = str(Path(normal).resolve())
+    data = dataclasses.replace(cfg.data, **sections["data"])
+    if data.darken_min > data.darken_max:
+        raise ValueError(f"--darken-min {data.darken_min:g} is above --darken-max {data.darken_max:g}; "
+                         "give a range with min <= max")
     return dataclasses.replace(
         cfg,
         train=dataclasses.replace(cfg.train, **sections["train"]),
-        data=dataclasses.replace(cfg.data, **sections["data"]),
+        data=data,
         loss=dataclasses.replace(cfg.loss, **sections["loss"]),
         discriminator=dataclasses.replace(cfg.discriminator, **sections["discriminator"]),
     )
@@ -103,6 +108,16 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
 @click.option("--workers", type=click.IntRange(0), default=None,
               help=f"Background threads preparing the next batches (0 = in the training thread). "
                    f"[default: {_D.workers}]")
+@click.option("--darken-prob", type=click.FloatRange(0, 1), default=None,
+              help="Share of low-light crops whose generator input is divided by a random t in "
+                   f"[--darken-min, --darken-max] (the authors' 'vary' augmentation; the SFP loss still compares "
+                   f"with the undivided crop). Can change at --resume. [default: {_D.darken_prob:g}; paper: 0.5]")
+@click.option("--darken-min", type=click.FloatRange(0.1), default=None,
+              help="Smallest divisor t. Below 1, some inputs are brightened instead (clipped at 1), so the "
+                   "generator also sees low-light photos brighter than the training set's. "
+                   f"[default: {_D.darken_min:g}; paper: 2]")
+@click.option("--darken-max", type=click.FloatRange(0.1), default=None,
+              help=f"Largest divisor t. [default: {_D.darken_max:g}; paper: 4]")
 @click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=None,
               help=f"Decay of the generator's exponential moving average; generator.safetensors holds the EMA "
                    f"weights (raw ones: generator_raw.safetensors). 0 disables it. [default: {_T.ema_decay}; "

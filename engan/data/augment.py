@@ -39,7 +39,8 @@ def augment_pair(
     Returns:
         ``(low, low_input, normal)`` as 3 x crop x crop float32 arrays in [0, 1];
         ``low_input`` is ``low`` divided by t ~ U{darken_min..darken_max} with
-        probability ``darken_prob``, else equal to ``low``.
+        probability ``darken_prob``, else equal to ``low``. A ``darken_min`` below 1 lets
+        some inputs be brightened instead (t < 1), clipped at 1.
     """
     a = random_crop(low, crop, rng)
     if rng.random() < 0.5:
@@ -53,5 +54,10 @@ def augment_pair(
         a, b = a[::-1], b[::-1]
     a = np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32) / 255.0
     b = np.ascontiguousarray(b.transpose(2, 0, 1), dtype=np.float32) / 255.0
-    a_in = a / np.float32(darken_factor(rng, darken_min, darken_max)) if rng.random() < darken_prob else a
+    if rng.random() < darken_prob:
+        a_in = a / np.float32(darken_factor(rng, darken_min, darken_max))
+        if darken_min < 1:  # a divisor below 1 brightens: keep the input a valid image
+            np.minimum(a_in, 1.0, out=a_in)
+    else:
+        a_in = a
     return a, a_in.astype(np.float32, copy=False), b
