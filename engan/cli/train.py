@@ -110,7 +110,7 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
                    f"[default: {_D.workers}]")
 @click.option("--darken-prob", type=click.FloatRange(0, 1), default=None,
               help="Share of low-light crops whose generator input is divided by a random t in "
-                   f"[--darken-min, --darken-max] (the authors' 'vary' augmentation; the SFP loss still compares "
+                   "[--darken-min, --darken-max] (the authors' 'vary' augmentation; the SFP loss still compares "
                    f"with the undivided crop). Can change at --resume. [default: {_D.darken_prob:g}; paper: 0.5]")
 @click.option("--darken-min", type=click.FloatRange(0.1), default=None,
               help="Smallest divisor t. Below 1, some inputs are brightened instead (clipped at 1), so the "
