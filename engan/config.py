@@ -48,7 +48,7 @@ class DiscriminatorConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Loss weights, the self-feature-preserving loss's feature network, the optional colour, exposure and identity terms."""
+    """Loss weights, the self-feature-preserving loss's feature network, the optional colour, exposure, identity and highlight terms."""
 
     feature_net: Literal["vgg16", "efficientnet-lite0"] = "efficientnet-lite0"
     vgg_weights: str | None = None
@@ -63,6 +63,8 @@ class LossConfig:
     exposure_level: float | None = None
     #: weight of the identity term (:mod:`engan.losses.identity`, G(normal) = normal); 0 = off
     identity_weight: float = 0.0
+    #: weight of the highlight term (:mod:`engan.losses.highlight`, bright pixels do not get brighter); 0 = off
+    highlight_weight: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,11 @@
 
 One iteration, as the authors' ``optimize_parameters`` (spec section 3):
 
-1. one forward of G on the (possibly darkened) low-light input (with the identity term on,
-   on the low-light and the normal-light crops together);
+1. one forward of G on the (possibly darkened) low-light input (with the identity or highlight
+   term on, on the low-light and the normal-light crops together);
 2. G step on ``L_G = L_G^glob + L_G^loc + w (L_SFP^glob + L_SFP^loc) [+ w_col L_col + w_exp L_exp
-   + w_idt L_idt]`` (``L_col``, ``L_exp``, ``L_idt``: the optional colour, exposure and identity
-   terms, off by default; the discriminators are frozen for this backward, which only skips
+   + w_idt L_idt + w_hl L_hl]`` (``L_col``, ``L_exp``, ``L_idt``, ``L_hl``: the optional colour,
+   exposure, identity and highlight terms, off by default; the discriminators are frozen for this backward, which only skips
    work: the authors compute and then zero those gradients);
 3. D_A and D_P step on the *pre-step* fake (detached); one D update per G update,
    no image pool.
@@ -42,8 +42,8 @@ from engan.data import Batch, DataError, ImageBank, Prefetcher, UnpairedBatches,
 from engan.distributed import DistInfo, barrier, broadcast_buffers, init_distributed, shutdown
 from engan.ema import ModelEMA
 from engan.losses import (
-    SFPLoss, build_feature_net, color_angle_loss, crop_patches, exposure_loss, identity_loss, lsgan_d_loss,
-    lsgan_g_loss, mean_luma_of_images, patch_offsets, ragan_d_loss, ragan_g_loss, to_disc_range,
+    SFPLoss, build_feature_net, color_angle_loss, crop_patches, exposure_loss, highlight_loss, identity_loss,
+    lsgan_d_loss, lsgan_g_loss, mean_luma_of_images, patch_offsets, ragan_d_loss, ragan_g_loss, to_disc_range,
 )
 from engan.models import PatchDiscriminator, count_parameters, create_generator
 from engan.models.checkpoint import SNAPSHOT_DIR, read_metadata, GENERATOR_FILE, save_generator, snapshot_name
@@ -59,8 +59,8 @@ log = logging.getLogger("engan.train")
 RAW_GENERATOR_FILE = "generator_raw.safetensors"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
-LOSS_KEYS = ("g_total", "g_global", "g_local", "sfp_global", "sfp_local", "color", "exposure", "identity", "d_global",
-             "d_local")
+LOSS_KEYS = ("g_total", "g_global", "g_local", "sfp_global", "sfp_local", "color", "exposure", "identity", "highlight",
+             "d_global", "d_local")
 
 
 class RunDirError(RuntimeError):
@@ -255,7 +255,7 @@ class Trainer:
 
         Returns:
             Loss values (``g_total``, ``g_global``, ``g_local``, ``sfp_global``, ``sfp_local``,
-            ``color``, ``exposure`` and ``identity`` (0 when off), ``d_global``, ``d_local``) and ``lr``.
+            ``color``, ``exposure``, ``identity`` and ``highlight`` (0 when off), ``d_global``, ``d_local``) and ``lr``.
         """
         tc, dcfg = self.cfg.train, self.cfg.discriminator
         step = int(batch.step)
@@ -274,7 +274,7 @@ class Trainer:
         _set_requires_grad([self.D_A, self.D_P], False)
         with self._autocast():
             lc = self.cfg.loss
-            if lc.identity_weight > 0:  # one forward, so BatchNorm's batch statistics cover both halves
+            if lc.identity_weight > 0 or lc.highlight_weight > 0:  # one forward: BatchNorm sees both halves
                 both = self.G_run(torch.cat([low_in, normal], 0))
                 fake, same = both[:n], both[n:]
             else:
@@ -291,8 +291,10 @@ class Trainer:
             col = color_angle_loss(fake, low, lc.color_cell) if lc.color_weight > 0 else zero
             expo = exposure_loss(fake, lc.exposure_level) if lc.exposure_weight > 0 else zero
             idt = identity_loss(same, normal) if lc.identity_weight > 0 else zero
+            hl = highlight_loss(both, torch.cat([low_in, normal], 0)) if lc.highlight_weight > 0 else zero
             loss_g = (g_glob + g_loc + lc.sfp_weight * (sfp_glob + sfp_loc) + lc.color_weight * col
-                      + lc.exposure_weight * expo + lc.identity_weight * idt)
+                      + lc.exposure_weight * expo + lc.identity_weight * idt
+                      + lc.highlight_weight * hl)
         if not self.amp and not torch.isfinite(loss_g):
             raise TrainingDiverged(
                 f"generator loss became {loss_g.item()} at step {step + 1}; lower --lr or resume from the last checkpoint"
@@ -319,7 +321,7 @@ class Trainer:
         self.scaler.step(self.opt_dp)
         self.scaler.update()
         self.step_no = step + 1
-        parts = (loss_g, g_glob, g_loc, sfp_glob, sfp_loc, col, expo, idt, d_glob, d_loc)
+        parts = (loss_g, g_glob, g_loc, sfp_glob, sfp_loc, col, expo, idt, hl, d_glob, d_loc)
         vals = torch.stack([v.detach().float() for v in parts]).cpu().tolist()  # one device sync
         out = dict(zip(LOSS_KEYS, vals))
         out["lr"] = lr

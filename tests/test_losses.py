@@ -9,7 +9,7 @@ import torch
 
 from engan.config import LossConfig
 from engan.losses import (
-    EfficientNetLite0Features, FeatureNetError, color_angle_loss, exposure_loss, identity_loss, mean_luma_of_images, FrozenFeatures, SFPLoss, VGG16Relu51, build_feature_net,
+    EfficientNetLite0Features, FeatureNetError, color_angle_loss, exposure_loss, highlight_loss, identity_loss, mean_luma_of_images, FrozenFeatures, SFPLoss, VGG16Relu51, build_feature_net,
     crop_patches, instance_norm, lsgan_d_loss, lsgan_g_loss, patch_offsets, ragan_d_loss, ragan_g_loss,
     to_disc_range,
 )
@@ -231,6 +231,23 @@ def test_identity_loss_is_the_mean_absolute_difference():
     assert (out.grad > 0).all()  # a step against the gradient darkens an over-bright output
     with pytest.raises(ValueError, match="two NCHW RGB batches of one shape"):
         identity_loss(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 16))
+
+
+def test_highlight_loss_charges_only_the_brightening_of_bright_pixels():
+    dark = torch.full((1, 3, 4, 4), 0.1)
+    assert highlight_loss(dark * 4, dark).item() == 0.0  # dark inputs may be brightened freely
+    bright = torch.full((1, 3, 4, 4), 0.5)  # largest channel 0.5: above 0.35 + ramp 0.1, full weight
+    assert highlight_loss(bright * 0.8, bright).item() == 0.0  # darkening a bright pixel costs nothing
+    lifted = bright.clone()
+    lifted[:, 0] += 0.2  # one channel up: the largest channel rises by 0.2
+    assert highlight_loss(lifted, bright).item() == pytest.approx(0.2, rel=1e-5)
+    ramp = torch.full((1, 3, 4, 4), 0.40)  # halfway up the ramp: half weight
+    assert highlight_loss(ramp + 0.2, ramp).item() == pytest.approx(0.1, rel=1e-4)
+    out = lifted.clone().requires_grad_(True)
+    highlight_loss(out, bright).backward()
+    assert out.grad[:, 0].gt(0).all() and out.grad[:, 1:].eq(0).all()  # only the channel that rose is pushed down
+    with pytest.raises(ValueError, match="highlight_loss needs two NCHW RGB batches of one shape"):
+        highlight_loss(torch.rand(1, 3, 8, 8), torch.rand(1, 1, 8, 8))
 
 
 def test_mean_luma_of_images_on_uint8_arrays():

@@ -186,7 +186,7 @@ def test_cli_help_lists_every_option_with_its_default():
                          ("--lr", "[default: 0.0001; paper: 1e-4]"), ("--save-every", "[default: 100]"),
                          ("--sample-every", "[default: 100]"), ("--device", "[default: auto]"),
                          ("--amp / --no-amp", "[default: --amp]"),
-                         ("--darken-min", "[default: 2; paper: 2]"), ("--darken-prob", "[default: 0.5; paper: 0.5]"),
+                         ("--darken-min", "[default: 2; paper: 2]"), ("--highlight-weight", "bright photos are not clipped"), ("--darken-prob", "[default: 0.5; paper: 0.5]"),
                          ("--seed", "[default: 0]"), ("--feature-net", "paper: vgg16]"),
                          ("--vgg-weights", "[default: none]"), ("--workers", "[default: 0]"),
                          ("--ema-decay", "[default: 0.999; paper: no EMA]"), ("--threads", "[default: 0]"),
@@ -215,7 +215,7 @@ def test_cli_train_then_resume_and_errors(data_dirs, tmp_path, monkeypatch):
     r = CliRunner().invoke(train_cmd, args)
     assert r.exit_code == 1 and "pass --resume to continue it" in r.output
     r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--steps", "2", "--color-weight", "5",
-                                       "--exposure-weight", "3", "--exposure-level", "0.4", "--identity-weight", "2",
+                                       "--exposure-weight", "3", "--exposure-level", "0.4", "--identity-weight", "2", "--highlight-weight", "4",
                                        "--no-amp", "--darken-min", "0.5", "--darken-prob", "0.7", "--quiet"])
     assert r.exit_code == 0, r.output
     saved = json.loads((out / "config.json").read_text())
@@ -223,6 +223,7 @@ def test_cli_train_then_resume_and_errors(data_dirs, tmp_path, monkeypatch):
     assert saved["loss"]["color_weight"] == 5.0 and saved["loss"]["color_cell"] == 16
     assert saved["loss"]["exposure_weight"] == 3.0 and saved["loss"]["exposure_level"] == 0.4
     assert saved["loss"]["identity_weight"] == 2.0 and saved["train"]["amp"] is False
+    assert saved["loss"]["highlight_weight"] == 4.0
     assert (saved["data"]["darken_min"], saved["data"]["darken_max"], saved["data"]["darken_prob"]) == (0.5, 4.0, 0.7)
     assert load_latest(out).step == 2
     r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--darken-min", "3", "--darken-max", "2"])
@@ -273,29 +274,30 @@ def _resume_with(data_dirs, out, **loss_fields):
 
 @pytest.mark.parametrize("key, fields", [("color", {"color_weight": 10.0, "color_cell": 8}),
                                          ("exposure", {"exposure_weight": 20.0}),
-                                         ("identity", {"identity_weight": 5.0})])
+                                         ("identity", {"identity_weight": 5.0}),
+                                         ("highlight", {"highlight_weight": 5.0})])
 def test_optional_terms_add_to_the_generator_loss_and_can_be_switched_on_at_resume(data_dirs, tmp_path, key, fields):
     last, saved = _resume_with(data_dirs, tmp_path / "run", **fields)
-    assert last[key] > 0
+    assert last[key] > 0 if key != "highlight" else last[key] >= 0  # random tiny G: bright pixels may not rise
     weight = fields[f"{key}_weight"]
     parts = last["g_global"] + last["g_local"] + last["sfp_global"] + last["sfp_local"] + weight * last[key]
     assert last["g_total"] == pytest.approx(parts, rel=1e-5)
     assert {k: saved[k] for k in fields} == fields
 
 
-def test_identity_term_runs_low_and_normal_crops_through_one_generator_forward(data_dirs, tmp_path):
+def test_identity_and_highlight_terms_run_low_and_normal_crops_through_one_generator_forward(data_dirs, tmp_path):
     cfg = tiny_config(data_dirs, steps=1)
     seen = {}
-    for weight in (0.0, 5.0):
-        c = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, identity_weight=weight))
+    for weight, term in ((0.0, "identity_weight"), (5.0, "identity_weight"), (5.1, "highlight_weight")):
+        c = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **{term: weight}))
         t = Trainer(c, tmp_path / f"r{weight:g}", progress=False)
         sizes = seen.setdefault(weight, set())
         t.G.conv1_1.register_forward_pre_hook(lambda m, args, sizes=sizes: sizes.add(args[0].shape[0]) if m.training
                                               else None)
         last = t.fit()
-        assert (last["identity"] > 0) == (weight > 0)
-    # the G step sees the 2 low crops without the term, 2 low + 2 normal with it (one BatchNorm batch)
-    assert seen == {0.0: {cfg.train.batch}, 5.0: {2 * cfg.train.batch}}
+        assert (last["identity"] > 0) == (term == "identity_weight" and weight > 0)
+    # the G step sees the 2 low crops without the terms, 2 low + 2 normal with either (one BatchNorm batch)
+    assert seen == {0.0: {cfg.train.batch}, 5.0: {2 * cfg.train.batch}, 5.1: {2 * cfg.train.batch}}
 
 
 def test_exposure_level_defaults_to_the_normal_sets_mean_luma(data_dirs, tmp_path):

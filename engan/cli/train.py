@@ -21,7 +21,8 @@ _FIELDS = {
     "feature_net": ("loss", "feature_net"), "vgg_weights": ("loss", "vgg_weights"),
     "ndf": ("discriminator", "ndf"), "color_weight": ("loss", "color_weight"), "color_cell": ("loss", "color_cell"),
     "exposure_weight": ("loss", "exposure_weight"), "exposure_level": ("loss", "exposure_level"),
-    "identity_weight": ("loss", "identity_weight"), "amp": ("train", "amp"),
+    "identity_weight": ("loss", "identity_weight"), "highlight_weight": ("loss", "highlight_weight"),
+    "amp": ("train", "amp"),
     "darken_prob": ("data", "darken_prob"), "darken_min": ("data", "darken_min"), "darken_max": ("data", "darken_max"),
 }
 
@@ -145,6 +146,12 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
                    "batch) and should come out unchanged (L1), so well-lit parts of a photo are not over-brightened "
                    "or clipped. About 1.4x the step time. Not in the paper; 0 = off. Can be switched on at --resume. "
                    f"[default: {_L.identity_weight:g}]")
+@click.option("--highlight-weight", type=click.FloatRange(0), default=None,
+              help="Weight of the highlight term: pixels already bright in the generator's input (largest channel "
+                   "above 0.35, full weight from 0.45) must not come out brighter, on the low-light crops and on "
+                   "the normal-light crops (fed through the generator in the same batch, as the identity term does), "
+                   "so bright photos are not clipped. Dark and mid-tone pixels are left free. Not in the paper; "
+                   f"0 = off. Can be switched on at --resume. [default: {_L.highlight_weight:g}]")
 @click.option("--threads", type=click.IntRange(0), default=None,
               help="CPU threads for torch (torch.set_num_threads); 0 keeps torch's default. [default: 0]")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar. [default: off]")

@@ -1,0 +1,36 @@
+"""Highlight term: a pixel that is already bright must not get brighter.
+
+``L_hl = mean( w(s) * relu(max_c G(x) - max_c s) )`` with ``s`` the generator's input,
+``max_c`` the largest of the three channels and ``w(s) = clamp((max_c s - threshold) / ramp, 0, 1)``.
+It is applied to the low-light crops and to the normal-light crops fed through the
+generator in the same forward (as the identity term does). Unlike the identity term
+(:mod:`engan.losses.identity`, "a well-lit image comes back unchanged"), it asks nothing
+of dark and mid-tone pixels, so the generator can meet it with a per-pixel tone curve
+(less gain the brighter the pixel) instead of judging from context whether a region is
+"already well lit", the judgement that drew halos around bright objects in the identity
+runs. Not in the paper: an optional term (``LossConfig.highlight_weight``, 0 = off).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from engan.losses.checks import check_rgb_pair
+
+#: Input brightness (largest channel, [0, 1]) from which the term starts to apply, and the ramp to full weight.
+HIGHLIGHT_THRESHOLD = 0.35
+HIGHLIGHT_RAMP = 0.1
+
+
+def highlight_loss(output: torch.Tensor, source: torch.Tensor, threshold: float = HIGHLIGHT_THRESHOLD,
+                   ramp: float = HIGHLIGHT_RAMP) -> torch.Tensor:
+    """How much the generator brightens pixels whose input was already bright (NCHW RGB in [0, 1]).
+
+    Raises:
+        ValueError: the batches differ in shape or are not NCHW RGB.
+    """
+    check_rgb_pair("highlight_loss", output, source)
+    src = source.float().amax(1, keepdim=True)
+    out = output.float().amax(1, keepdim=True)
+    weight = ((src - threshold) / ramp).clamp(0.0, 1.0)
+    return (weight * F.relu(out - src)).mean()
