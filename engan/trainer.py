@@ -275,7 +275,8 @@ class Trainer:
         with self._autocast():
             lc = self.cfg.loss
             if lc.identity_weight > 0 or lc.highlight_weight > 0:  # one forward: BatchNorm sees both halves
-                both = self.G_run(torch.cat([low_in, normal], 0))
+                both_in = torch.cat([low_in, normal], 0)
+                both = self.G_run(both_in)
                 fake, same = both[:n], both[n:]
             else:
                 fake = self.G_run(low_in)  # [0, 1], unclamped in train mode
@@ -291,7 +292,7 @@ class Trainer:
             col = color_angle_loss(fake, low, lc.color_cell) if lc.color_weight > 0 else zero
             expo = exposure_loss(fake, lc.exposure_level) if lc.exposure_weight > 0 else zero
             idt = identity_loss(same, normal) if lc.identity_weight > 0 else zero
-            hl = highlight_loss(both, torch.cat([low_in, normal], 0)) if lc.highlight_weight > 0 else zero
+            hl = highlight_loss(both, both_in) if lc.highlight_weight > 0 else zero
             loss_g = (g_glob + g_loc + lc.sfp_weight * (sfp_glob + sfp_loc) + lc.color_weight * col
                       + lc.exposure_weight * expo + lc.identity_weight * idt
                       + lc.highlight_weight * hl)
