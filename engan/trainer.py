@@ -6,8 +6,8 @@ One iteration, as the authors' ``optimize_parameters`` (spec section 3):
    term on, on the low-light and the normal-light crops together);
 2. G step on ``L_G = L_G^glob + L_G^loc + w (L_SFP^glob + L_SFP^loc) [+ w_col L_col + w_exp L_exp
    + w_idt L_idt + w_hl L_hl]`` (``L_col``, ``L_exp``, ``L_idt``, ``L_hl``: the optional colour,
-   exposure, identity and highlight terms, off by default; the discriminators are frozen for this backward, which only skips
-   work: the authors compute and then zero those gradients);
+   exposure, identity and highlight terms, off by default; the discriminators are frozen for
+   this backward, which only skips work: the authors compute and then zero those gradients);
 3. D_A and D_P step on the *pre-step* fake (detached); one D update per G update,
    no image pool.
 

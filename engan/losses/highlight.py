@@ -5,10 +5,12 @@
 It is applied to the low-light crops and to the normal-light crops fed through the
 generator in the same forward (as the identity term does). Unlike the identity term
 (:mod:`engan.losses.identity`, "a well-lit image comes back unchanged"), it asks nothing
-of dark and mid-tone pixels, so the generator can meet it with a per-pixel tone curve
-(less gain the brighter the pixel) instead of judging from context whether a region is
-"already well lit", the judgement that drew halos around bright objects in the identity
-runs. Not in the paper: an optional term (``LossConfig.highlight_weight``, 0 = off).
+of dark and mid-tone pixels, so a per-pixel tone curve (less gain the brighter the pixel)
+could meet it without judging from context whether a region is "already well lit". It was
+built to test whether that judgement drew the halos of the identity runs; it did not remove
+them: run ``lite_q`` (MODEL_CARD.md) cut clipping and gave the best LIME NIQE, with stronger
+halos, because the generator's gain varies smoothly in space. Not in the paper: an optional
+term (``LossConfig.highlight_weight``, 0 = off).
 """
 from __future__ import annotations
 
