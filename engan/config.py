@@ -14,6 +14,9 @@ from typing import Any, Literal
 #: Spatial multiple the generator needs (four 2x poolings).
 PAD_MULTIPLE = 16
 
+#: Output heads of the generator (see :class:`GeneratorConfig`).
+GENERATOR_HEADS = ("residual", "curve", "curve-residual")
+
 
 @dataclass(frozen=True)
 class GeneratorConfig:
@@ -24,10 +27,40 @@ class GeneratorConfig:
             32 is the paper/released model (8,636,675 parameters).
         align_corners: bilinear upsampling mode; True matches the released weights
             (trained with torch 0.3.1, whose bilinear upsample behaved this way).
+        head: how the last layer's 3 channels become the output. ``residual`` (the
+            authors'): ``y = x + A * r``, a gated residual added to the input.
+            ``curve`` (not in the paper): the channels are per-pixel, per-channel
+            curve strengths ``alpha = tanh(.)`` of a quadratic tone curve
+            ``y <- y + alpha * y * (1 - y)`` applied ``curve_iters`` times, as
+            Zero-DCE++ does. A curve maps [0, 1] onto [0, 1] monotonically, so
+            bright pixels cannot be pushed past white and a smooth alpha field
+            still brightens a dark pixel beside a bright one differently (the
+            gain depends on the pixel's own value): no halos from a smooth gain.
+            ``curve-residual``: both, ``y = curve(x) + A * r / 2`` (the last layer
+            has 6 channels), so the residual can add detail and remove noise that
+            a per-pixel curve can only amplify.
+        curve_iters: iterations of the curve (``head="curve"`` only).
+        knee: inference-time highlight shoulder. 1.0 (the authors'): the output is
+            clamped to [0, 1]. Below 1: a pixel whose largest channel ``m`` exceeds
+            ``knee`` has its RGB scaled (hue kept) so that ``m`` follows
+            ``knee + (1 - knee) * e / (e + 1 - knee)``, ``e = m - knee``: highlights
+            roll off towards white instead of clipping one channel. Applied in
+            ``eval()`` mode only (so in every exported graph); training is unchanged.
     """
 
     base_width: int = 32
     align_corners: bool = True
+    head: str = "residual"
+    curve_iters: int = 8
+    knee: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= float(self.knee) <= 1.0:
+            raise ValueError(f"knee must be in [0.5, 1] (1 = plain clamp), got {self.knee}")
+        if self.head not in GENERATOR_HEADS:
+            raise ValueError(f"unknown generator head {self.head!r}; choose one of: {', '.join(GENERATOR_HEADS)}")
+        if not 1 <= int(self.curve_iters) <= 16:
+            raise ValueError(f"curve_iters must be 1..16, got {self.curve_iters}")
 
     @property
     def widths(self) -> tuple[int, int, int, int, int]:

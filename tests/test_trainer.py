@@ -186,6 +186,7 @@ def test_cli_help_lists_every_option_with_its_default():
                          ("--lr", "[default: 0.0001; paper: 1e-4]"), ("--save-every", "[default: 100]"),
                          ("--sample-every", "[default: 100]"), ("--device", "[default: auto]"),
                          ("--amp / --no-amp", "[default: --amp]"),
+                         ("--head", "[default: residual; on --resume: the saved one]"), ("--curve-iters", "[default: 8]"),
                          ("--darken-min", "[default: 2; paper: 2]"), ("--highlight-weight", "bright photos are not clipped"), ("--darken-prob", "[default: 0.5; paper: 0.5]"),
                          ("--seed", "[default: 0]"), ("--feature-net", "paper: vgg16]"),
                          ("--vgg-weights", "[default: none]"), ("--workers", "[default: 0]"),

@@ -14,7 +14,11 @@ import click
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="File to write (atomically). [default: RUN/generator_avg<LAST>.safetensors for a run folder; "
                    "required for a list of files]")
-def average(sources: tuple[str, ...], last: int, out: str | None) -> None:
+@click.option("--knee", type=click.FloatRange(0.5, 1.0), default=None,
+              help="Highlight shoulder of the written generator, applied at inference and in every export: "
+                   "pixels whose largest channel passes KNEE roll off towards white (hue kept) instead of "
+                   "clipping; 1 = plain clamp. Changes no weight. [default: the snapshots' own, 1 unless set]")
+def average(sources: tuple[str, ...], last: int, out: str | None, knee: float | None) -> None:
     """Average generator weights: a checkpoint chosen by a rule, not by a benchmark.
 
     SOURCES is one `engan train` run folder, or two or more generator .safetensors files
@@ -25,6 +29,7 @@ def average(sources: tuple[str, ...], last: int, out: str | None) -> None:
     Examples:
       engan average runs/x --last 5                  # -> runs/x/generator_avg5.safetensors
       engan average a.safetensors b.safetensors --out ab.safetensors
+      engan average runs/x --last 5 --knee 0.8       # + highlight shoulder above 0.8
     """
     from engan.models.averaging import last_snapshots, save_average
     from engan.models.checkpoint import CheckpointError
@@ -41,7 +46,7 @@ def average(sources: tuple[str, ...], last: int, out: str | None) -> None:
             paths, target = [Path(s) for s in sources], Path(out)
         if target.resolve() in {p.resolve() for p in paths}:
             raise click.UsageError(f"--out {target} is one of the inputs; write the average to another file")
-        save_average(paths, target)
+        save_average(paths, target, knee=knee)
     except CheckpointError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"averaged {len(paths)} generators ({', '.join(p.name for p in paths)}) -> {target}")

@@ -37,6 +37,10 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
         cfg = dataclasses.replace(cfg, model=model_config(preset))
     elif base is None:
         cfg = dataclasses.replace(cfg, model=model_config("paper"))
+    head = {k: opts.pop(k) for k in ("head", "curve_iters") if opts.get(k) is not None}
+    if head:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+            cfg.model, generator=dataclasses.replace(cfg.model.generator, **head)))
     if opts.get("vgg_weights") and opts.get("feature_net") is None and base is None:
         opts["feature_net"] = "vgg16"
     sections = {"train": {}, "data": {}, "loss": {}, "discriminator": {}}
@@ -73,6 +77,15 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
 @click.option("--preset", type=click.Choice(list(GENERATOR_PRESETS)), default=None,
               help="Generator size: paper (8.64 M params, the released model), lite (half width, 2.16 M), "
                    "tiny (tests). [default: paper; on --resume: the saved one]")
+@click.option("--head", type=click.Choice(["residual", "curve", "curve-residual"]), default=None,
+              help="Generator output. residual: the authors' gated residual added to the input. curve: the "
+                   "network predicts per-pixel strengths of a tone curve applied --curve-iters times (as "
+                   "Zero-DCE++), so outputs stay in [0, 1], bright pixels are not pushed to white and brightening "
+                   "follows edges. curve-residual: both, the residual adding detail and removing noise that a curve can only "
+                   "amplify. Not in the paper; same parameter count (curve-residual: +3 output channels). "
+                   "[default: residual; on --resume: the saved one]")
+@click.option("--curve-iters", type=click.IntRange(1, 16), default=None,
+              help="Iterations of the tone curve (--head curve). [default: 8]")
 @click.option("--steps", type=click.IntRange(1), default=None,
               help=f"Total optimisation steps (a resumed run continues up to this). [default: {_T.steps}; "
                    "paper: 200 epochs]")

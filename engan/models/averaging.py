@@ -9,6 +9,7 @@ averaged; integer buffers (``num_batches_tracked``) come from the newest file.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -60,9 +61,15 @@ def average_generators(paths: list[str | os.PathLike]) -> torch.nn.Module:
     return first.eval()
 
 
-def save_average(paths: list[str | os.PathLike], out: str | os.PathLike) -> Path:
-    """Average ``paths`` (see :func:`average_generators`) and save to ``out`` with their names in the metadata."""
+def save_average(paths: list[str | os.PathLike], out: str | os.PathLike, knee: float | None = None) -> Path:
+    """Average ``paths`` (see :func:`average_generators`) and save to ``out`` with their names in the metadata.
+
+    ``knee``: if given, the written generator's inference highlight shoulder
+    (``GeneratorConfig.knee``; it changes no weight), else the snapshots' own.
+    """
     model = average_generators(paths)
+    if knee is not None:
+        model.config = dataclasses.replace(model.config, knee=knee)
     steps = [read_metadata(p).get("engan.step") for p in paths]
     extra = {"averaged_from": [Path(p).name for p in paths]}
     if all(s is not None for s in steps):

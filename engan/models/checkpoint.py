@@ -81,6 +81,9 @@ def save_generator(
         "engan.preset": preset_for_width(cfg.base_width),
         "engan.base_width": str(cfg.base_width),
         "engan.align_corners": str(bool(cfg.align_corners)),
+        "engan.head": cfg.head,
+        "engan.curve_iters": str(int(cfg.curve_iters)),
+        "engan.knee": repr(float(cfg.knee)),
     }
     for k, v in (extra or {}).items():
         meta[f"engan.{k}"] = v if isinstance(v, str) else json.dumps(v)
@@ -114,7 +117,13 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 def generator_config_from_metadata(meta: dict[str, str]) -> GeneratorConfig:
     width = int(meta.get("engan.base_width", "32"))
     align = meta.get("engan.align_corners", "True") == "True"
-    return GeneratorConfig(base_width=width, align_corners=align)
+    try:
+        return GeneratorConfig(base_width=width, align_corners=align, head=meta.get("engan.head", "residual"),
+                               curve_iters=int(meta.get("engan.curve_iters", "8")),
+                               knee=float(meta.get("engan.knee", "1.0")))
+    except ValueError as e:
+        raise CheckpointError(f"the checkpoint's metadata names a generator this engan cannot build ({e}); "
+                              "upgrade engan or point to another checkpoint") from None
 
 
 def load_generator(

@@ -5,6 +5,8 @@ Contract (what every exported graph carries too):
 * input  ``x``: float32 RGB in [0, 1], NCHW, H and W multiples of 16;
 * inside: the [-1, 1] normalisation and the attention map ``A = 1 - luma(x)``
   (Rec.601, no further normalisation, as the authors' code does);
+* head ``residual`` (the authors'): ``y = x + A * r``; head ``curve`` (optional):
+  an iterated per-pixel tone curve whose strengths the network predicts;
 * output: float RGB in [0, 1]. In ``eval()`` mode it is clamped to [0, 1]; in
   training it is left unclamped, as the authors' code trains it.
 
@@ -33,6 +35,32 @@ def luma(x01: torch.Tensor) -> torch.Tensor:
 def attention_map(x01: torch.Tensor) -> torch.Tensor:
     """Illumination attention ``1 - luma`` of an RGB [0, 1] NCHW tensor (N x 1 x H x W)."""
     return 1.0 - luma(x01)
+
+
+def apply_curve(x01: torch.Tensor, alpha: torch.Tensor, iters: int) -> torch.Tensor:
+    """Quadratic tone curve ``y <- y + alpha * y * (1 - y)``, ``iters`` times (Zero-DCE's LE curve).
+
+    With ``x01`` in [0, 1] and ``alpha`` in [-1, 1] every step maps [0, 1] onto itself
+    monotonically: black stays black, white stays white.
+    """
+    y = x01
+    for _ in range(iters):
+        y = y + alpha * y * (1.0 - y)
+    return y
+
+
+def highlight_shoulder(y: torch.Tensor, knee: float) -> torch.Tensor:
+    """Roll highlights off towards white, keeping each pixel's hue (see ``GeneratorConfig.knee``).
+
+    Pixels whose largest channel ``m`` is at most ``knee`` are unchanged; above it, RGB
+    is scaled by ``f(m) / m`` with ``f(m) = knee + s * e / (e + s)``, ``e = m - knee``,
+    ``s = 1 - knee``: continuous with slope 1 at the knee, approaching 1 as ``m`` grows.
+    """
+    s = 1.0 - knee
+    m = y.amax(dim=1, keepdim=True)
+    e = (m - knee).clamp(min=0.0)
+    target = knee + s * e / (e + s)
+    return y * torch.where(m > knee, target / m.clamp(min=1e-6), torch.ones_like(m))
 
 
 class UNetGenerator(nn.Module):
@@ -72,7 +100,7 @@ class UNetGenerator(nn.Module):
         self.deconv8 = conv(w2, w1)
         self.conv9_1, self.bn9_1 = conv(2 * w1, w1), nn.BatchNorm2d(w1)
         self.conv9_2 = conv(w1, w1)
-        self.conv10 = conv(w1, 3, k=1)
+        self.conv10 = conv(w1, 6 if self.config.head == "curve-residual" else 3, k=1)
         self.act = act()
         self.reset_parameters()
 
@@ -121,9 +149,17 @@ class UNetGenerator(nn.Module):
         u = self._clb(self.conv9_1, self.bn9_1, u)
         u = self.act(self.conv9_2(u))
 
-        latent = self.conv10(u) * a1  # times_residual
-        y = (latent + xn + 1.0) * 0.5  # skip=1, back to [0, 1]
+        if self.config.head == "curve":
+            y = apply_curve(x, torch.tanh(self.conv10(u)), self.config.curve_iters)
+        elif self.config.head == "curve-residual":
+            out = self.conv10(u)
+            y = apply_curve(x, torch.tanh(out[:, :3]), self.config.curve_iters) + out[:, 3:] * a1 * 0.5
+        else:
+            latent = self.conv10(u) * a1  # times_residual
+            y = (latent + xn + 1.0) * 0.5  # skip=1, back to [0, 1]
         if not self.training:
+            if self.config.knee < 1.0:
+                y = highlight_shoulder(y, self.config.knee)
             y = y.clamp(0.0, 1.0)
         return y
 

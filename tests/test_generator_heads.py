@@ -1,0 +1,199 @@
+"""Generator output heads (residual / curve / curve-residual) and the inference highlight shoulder (knee)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from engan.config import GeneratorConfig, generator_config
+from engan.models import count_parameters
+from engan.models.checkpoint import CheckpointError, load_generator, read_metadata, save_generator
+from engan.models.generator import UNetGenerator, apply_curve, highlight_shoulder
+
+
+def _gen(head="residual", knee=1.0, seed=0, iters=8):
+    torch.manual_seed(seed)
+    cfg = dataclasses.replace(generator_config("tiny"), head=head, knee=knee, curve_iters=iters)
+    return UNetGenerator(cfg)
+
+
+def test_curve_known_values_and_fixed_points():
+    x = torch.tensor([0.0, 0.25, 0.5, 1.0]).view(1, 1, 1, 4)
+    assert torch.allclose(apply_curve(x, torch.ones_like(x), 1), torch.tensor([0.0, 0.4375, 0.75, 1.0]).view(1, 1, 1, 4))
+    assert torch.equal(apply_curve(x, torch.zeros_like(x), 8), x)  # alpha 0 = identity
+    # alpha -1 darkens: 0.5 -> 0.25
+    assert apply_curve(x, -torch.ones_like(x), 1)[0, 0, 0, 2].item() == pytest.approx(0.25)
+
+
+def test_curve_maps_unit_interval_onto_itself_monotonically():
+    x = torch.linspace(0, 1, 101).view(1, 1, 1, -1)
+    for a in (-1.0, -0.3, 0.4, 1.0):
+        y = apply_curve(x, torch.full_like(x, a), 8)
+        assert y.min() >= 0 and y.max() <= 1
+        assert torch.all(y[..., 1:] >= y[..., :-1])
+        assert y[..., 0].item() == 0 and y[..., -1].item() == pytest.approx(1.0)
+
+
+def test_curve_gain_depends_on_the_pixel_value_not_only_on_alpha():
+    # one alpha for a dark and a bright pixel: the dark one gains far more (the reason it draws no halo)
+    x = torch.tensor([0.05, 0.8]).view(1, 1, 1, 2)
+    y = apply_curve(x, torch.full_like(x, 0.6), 8)
+    gain = (y / x).flatten()
+    assert gain[0] > 5 and gain[1] < 1.25
+
+
+@pytest.mark.parametrize("head", ["curve", "curve-residual"])
+def test_curve_heads_keep_range_in_training_mode(head):
+    g = _gen(head).train()
+    with torch.no_grad():
+        for p in g.parameters():
+            p.normal_(0, 0.5)  # far from init: tanh saturates
+        x = torch.rand(2, 3, 32, 32)
+        y = g(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    if head == "curve":  # a pure curve can never leave [0, 1], even unclamped
+        assert y.min() >= 0 and y.max() <= 1
+
+
+def test_head_parameter_counts():
+    res, cur, hyb = (count_parameters(_gen(h)) for h in ("residual", "curve", "curve-residual"))
+    assert res == cur
+    assert hyb - res == 3 * 4 + 3  # conv10 (1x1, base width 4) gains 3 outputs
+
+
+def test_unknown_head_and_bad_knee_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown generator head 'gamma'; choose one of: residual, curve, curve-residual"):
+        GeneratorConfig(head="gamma")
+    with pytest.raises(ValueError, match=r"knee must be in \[0.5, 1\]"):
+        GeneratorConfig(knee=0.2)
+
+
+def test_shoulder_values():
+    knee = 0.8
+    y = torch.tensor([[0.5, 0.8, 1.0, 1.4, 3.0], [0.25, 0.4, 0.5, 0.7, 1.5], [0.1, 0.1, 0.1, 0.1, 0.1]]).T
+    y = y.T.reshape(1, 3, 1, 5)
+    out = highlight_shoulder(y, knee)
+    m, mo = y.amax(1)[0, 0], out.amax(1)[0, 0]
+    assert torch.equal(out[..., :2], y[..., :2])  # at or below the knee: unchanged
+    e = m[2:] - knee
+    assert torch.allclose(mo[2:], knee + 0.2 * e / (e + 0.2))
+    assert mo.max() < 1.0
+    # hue kept: channel ratios unchanged
+    assert torch.allclose(out[0, 1] / out[0, 0], y[0, 1] / y[0, 0])
+    # continuous at the knee, slope 1 there
+    eps = 1e-4
+    z = torch.full((1, 3, 1, 1), knee + eps)
+    assert highlight_shoulder(z, knee).max().item() == pytest.approx(knee + eps, abs=1e-7)
+
+
+def test_knee_applies_in_eval_only_and_stops_clipping():
+    g1, g8 = _gen("curve-residual", 1.0), _gen("curve-residual", 0.8)
+    g8.load_state_dict(g1.state_dict())
+    with torch.no_grad():
+        g1.conv10.bias[3:] = 3.0  # a residual that drives everything past white
+        g8.conv10.bias[3:] = 3.0
+        x = torch.rand(1, 3, 32, 32) * 0.5
+        assert torch.equal(g1.train()(x), g8.train()(x))  # training is unchanged
+        y1, y8 = g1.eval()(x), g8.eval()(x)
+    assert (y1 >= 1.0).float().mean() > 0.5
+    assert (y8 >= 1.0).float().mean() == 0 and y8.max() <= 1.0
+
+
+@pytest.mark.parametrize("head,knee,iters", [("curve", 1.0, 4), ("curve-residual", 0.8, 8)])
+def test_head_and_knee_round_trip_through_the_checkpoint(tmp_path, head, knee, iters):
+    g = _gen(head, knee, iters=iters).eval()
+    path = save_generator(tmp_path / "g.safetensors", g)
+    meta = read_metadata(path)
+    assert meta["engan.head"] == head and meta["engan.curve_iters"] == str(iters) and float(meta["engan.knee"]) == knee
+    h = load_generator(path)
+    assert h.config == g.config
+    x = torch.rand(1, 3, 32, 32) * 0.3
+    with torch.no_grad():
+        assert torch.equal(h(x), g(x))
+
+
+def test_old_checkpoints_without_head_metadata_load_as_residual(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    g = _gen("residual")
+    path = save_generator(tmp_path / "g.safetensors", g)
+    meta = {k: v for k, v in read_metadata(path).items() if k not in ("engan.head", "engan.curve_iters", "engan.knee")}
+    save_file(load_file(str(path)), str(tmp_path / "old.safetensors"), metadata=meta)
+    assert load_generator(tmp_path / "old.safetensors").config == g.config
+
+
+def test_unknown_head_in_a_file_is_a_checkpoint_error(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = save_generator(tmp_path / "g.safetensors", _gen("curve"))
+    meta = {**read_metadata(path), "engan.head": "future-head"}
+    save_file(load_file(str(path)), str(tmp_path / "new.safetensors"), metadata=meta)
+    with pytest.raises(CheckpointError, match="cannot build .*unknown generator head 'future-head'.*upgrade engan"):
+        load_generator(tmp_path / "new.safetensors")
+
+
+def test_average_knee_option_sets_the_shoulder_and_keeps_weights(tmp_path):
+    from engan.cli.average import average as average_cmd
+
+    files = []
+    for i in range(2):
+        files.append(save_generator(tmp_path / f"s{i}.safetensors", _gen("curve-residual", seed=i)))
+    res = CliRunner().invoke(average_cmd, [*map(str, files), "--out", str(tmp_path / "a.safetensors"), "--knee", "0.8"])
+    assert res.exit_code == 0, res.output
+    a = load_generator(tmp_path / "a.safetensors")
+    assert a.config.knee == 0.8 and a.config.head == "curve-residual"
+    plain = CliRunner().invoke(average_cmd, [*map(str, files), "--out", str(tmp_path / "b.safetensors")])
+    assert plain.exit_code == 0
+    b = load_generator(tmp_path / "b.safetensors")
+    assert b.config.knee == 1.0
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    bad = CliRunner().invoke(average_cmd, [*map(str, files), "--out", str(tmp_path / "c.safetensors"), "--knee", "0.3"])
+    assert bad.exit_code == 2 and "0.3 is not in the range 0.5<=x<=1.0" in bad.output
+
+
+def test_onnx_export_carries_the_head_and_the_knee(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from engan.export.api import ExportConfig, export_model
+
+    g = _gen("curve-residual", 0.8).eval()
+    with torch.no_grad():
+        g.conv10.bias[3:] = 0.8  # push part of the output past the knee
+    ckpt = save_generator(tmp_path / "g.safetensors", g)
+    result = export_model(ExportConfig(checkpoint=str(ckpt), out=str(tmp_path / "x"), engine=None,
+                                       check_sizes=((64, 64),)), log=lambda _: None)
+    assert result.parity is not None and result.parity.passed and result.parity.rows
+    sess = ort.InferenceSession(str(result.onnx), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((1, 3, 48, 64), dtype=np.float32) * 0.4
+    with torch.no_grad():
+        ref = g(torch.from_numpy(x)).numpy()
+    out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    assert (ref > 0.8).mean() > 0.1 and ref.max() < 1.0  # the shoulder is active in the reference
+    assert np.abs(out - ref).max() < 1e-5
+
+
+def test_train_cli_saves_the_head_and_refuses_another_on_resume(tmp_path):
+    from PIL import Image
+
+    from engan.cli.train import train as train_cmd
+    from tests.conftest import make_image
+
+    for sub, dark in (("low", 0.25), ("normal", 0.9)):
+        (tmp_path / sub).mkdir()
+        for i in range(3):
+            Image.fromarray(make_image(40, 40, seed=i, dark=dark)).save(tmp_path / sub / f"{i}.png")
+    out = tmp_path / "run"
+    args = ["--low", str(tmp_path / "low"), "--normal", str(tmp_path / "normal"), "--out", str(out), "--preset", "tiny",
+            "--head", "curve", "--curve-iters", "4", "--steps", "1", "--crop", "32", "--batch", "1", "--ndf", "8",
+            "--threads", "1", "--quiet"]
+    res = CliRunner().invoke(train_cmd, args)
+    assert res.exit_code == 0, res.output
+    saved = json.loads((out / "config.json").read_text())["model"]["generator"]
+    assert saved["head"] == "curve" and saved["curve_iters"] == 4
+    assert read_metadata(out / "generator.safetensors")["engan.head"] == "curve"
+    again = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--head", "residual", "--steps", "2", "--quiet"])
+    assert again.exit_code != 0 and "other architecture options" in again.output
