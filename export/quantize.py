@@ -330,9 +330,13 @@ def _run_tensors(model: "onnx.ModelProto", names: list[str], batches: Sequence[n
     aug = onnx.ModelProto()
     aug.CopyFrom(model)
     existing = {o.name for o in aug.graph.output}
+    # declare each extra output with its own element type (a comparison gives bool, not float)
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in (*inferred.value_info, *inferred.output)}
     for name in names:
         if name not in existing:
-            aug.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+            elem = types.get(name) or onnx.TensorProto.FLOAT
+            aug.graph.output.append(onnx.helper.make_tensor_value_info(name, elem, None))
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC

@@ -160,3 +160,31 @@ def test_calibration_batches(calib_dir: Path, monkeypatch: pytest.MonkeyPatch) -
     assert all(b.shape == (1, 3, 32, 32) and 0.0 < b.mean() < 0.5 for b in generated)
     with pytest.raises(QuantizeError, match="multiples of 16"):
         load_calibration_batches(calib_dir, 1, (30, 48))
+
+
+def test_curve_residual_head_with_knee_quantizes(calib_dir: Path, tmp_path: Path) -> None:
+    """The shipped model's head: the knee's comparison makes a bool tensor, which the
+    channel-equalization probe must declare as bool (it once declared every tensor float)."""
+    import warnings
+
+    import torch
+
+    from engan.config import generator_config
+    from engan.models.generator import UNetGenerator
+
+    torch.manual_seed(0)
+    g = UNetGenerator(dataclasses.replace(generator_config("tiny"), head="curve-residual", knee=0.8)).eval()
+    src = tmp_path / "curve.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(g, torch.rand(1, 3, 32, 32), str(src), input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "N", 2: "H", 3: "W"}, "output": {0: "N", 2: "H", 3: "W"}},
+                          opset_version=17, dynamo=False)
+    assert "Greater" in {n.op_type for n in onnx.load(str(src)).graph.node}
+    out = quantize_int8(src, tmp_path / "curve.int8.onnx", calib_dir=calib_dir, num_images=3, progress=False,
+                        config=FAST)
+    x = make_image(48, 64, seed=3, dark=0.3).astype(np.float32).transpose(2, 0, 1)[None] / 255.0
+    y_ref = _session(src).run(None, {"input": x})[0]
+    y = _session(out).run(None, {"input": x})[0]
+    assert 0.0 <= y.min() and y.max() <= 1.0
+    assert _psnr(y_ref, y) >= INT8_FLOOR_DB
