@@ -45,7 +45,7 @@ def _hw_sizes_option(ctx: click.Context, param: click.Parameter, values: tuple[s
                    "TensorRT and a CUDA GPU are present, an FP16 TensorRT engine.")
 @click.option("--int8", is_flag=True, default=False,
               help="Also write model.int8.onnx (ONNX Runtime static INT8 QDQ quantization for CPUs: "
-                   "about 2x ONNX Runtime FP32 on an AVX2 CPU at 38-40 dB PSNR vs FP32).")
+                   "about 2x ONNX Runtime FP32 on an AVX2 CPU at 35-40 dB PSNR vs FP32).")
 @click.option("--calib", type=click.Path(exists=True, file_okay=False), default=None, metavar="DIR",
               help="Folder of low-light images to calibrate --int8 with. Default: $ENGAN_SHARED/data/train/low "
                    "(../shared next to the repo) when present, else generated dark images.")
