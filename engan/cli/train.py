@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from engan.config import GENERATOR_PRESETS, DataConfig, ExperimentConfig, LossConfig, TrainConfig
+from engan.config import GENERATOR_HEADS, GENERATOR_PRESETS, DataConfig, ExperimentConfig, LossConfig, TrainConfig
 
 _D, _T, _L = DataConfig(), TrainConfig(), LossConfig()
 
@@ -77,12 +77,12 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
 @click.option("--preset", type=click.Choice(list(GENERATOR_PRESETS)), default=None,
               help="Generator size: paper (8.64 M params, the released model), lite (half width, 2.16 M), "
                    "tiny (tests). [default: paper; on --resume: the saved one]")
-@click.option("--head", type=click.Choice(["residual", "curve", "curve-residual"]), default=None,
+@click.option("--head", type=click.Choice(list(GENERATOR_HEADS)), default=None,
               help="Generator output. residual: the authors' gated residual added to the input. curve: the "
                    "network predicts per-pixel strengths of a tone curve applied --curve-iters times (as "
-                   "Zero-DCE++), so outputs stay in [0, 1], bright pixels are not pushed to white and brightening "
-                   "follows edges. curve-residual: both, the residual adding detail and removing noise that a curve can only "
-                   "amplify. Not in the paper; same parameter count (curve-residual: +3 output channels). "
+                   "Zero-DCE++), so outputs stay in [0, 1], bright pixels are not pushed to white, and a dark pixel "
+                   "beside a bright one gets its own gain (no halos). curve-residual: both, the residual adding the detail and contrast a curve "
+                   "cannot (the shipped model). Not in the paper; same parameter count (curve-residual: +3 output channels). "
                    "[default: residual; on --resume: the saved one]")
 @click.option("--curve-iters", type=click.IntRange(1, 16), default=None,
               help="Iterations of the tone curve (--head curve). [default: 8]")

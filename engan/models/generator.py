@@ -6,9 +6,11 @@ Contract (what every exported graph carries too):
 * inside: the [-1, 1] normalisation and the attention map ``A = 1 - luma(x)``
   (Rec.601, no further normalisation, as the authors' code does);
 * head ``residual`` (the authors'): ``y = x + A * r``; head ``curve`` (optional):
-  an iterated per-pixel tone curve whose strengths the network predicts;
-* output: float RGB in [0, 1]. In ``eval()`` mode it is clamped to [0, 1]; in
-  training it is left unclamped, as the authors' code trains it.
+  an iterated per-pixel tone curve whose strengths the network predicts; head
+  ``curve-residual``: both (see :class:`engan.config.GeneratorConfig`);
+* output: float RGB in [0, 1]. In ``eval()`` mode it is clamped to [0, 1], after
+  the optional highlight shoulder (``knee``); in training it is left unclamped, as
+  the authors' code trains it.
 
 Layer names follow the authors' checkpoint (``conv1_1``, ``bn1_1``, ...,
 ``deconv5`` ... ``conv10``), so the released ``200_net_G_A.pth`` state dict maps
