@@ -85,7 +85,7 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
                    "cannot (the shipped model). Not in the paper; same parameter count (curve-residual: +3 output channels). "
                    "[default: residual; on --resume: the saved one]")
 @click.option("--curve-iters", type=click.IntRange(1, 16), default=None,
-              help="Iterations of the tone curve (--head curve). [default: 8]")
+              help="Iterations of the tone curve (--head curve or curve-residual). [default: 8]")
 @click.option("--steps", type=click.IntRange(1), default=None,
               help=f"Total optimisation steps (a resumed run continues up to this). [default: {_T.steps}; "
                    "paper: 200 epochs]")
