@@ -1,7 +1,8 @@
 """Generator weights on disk: safetensors only (no pickle from user paths).
 
 A generator file is a safetensors file whose metadata records how to rebuild the
-module (``engan.preset``, ``engan.base_width``, ``engan.align_corners``), the engan
+module (``engan.preset`` and one ``engan.<field>`` per GeneratorConfig field: ``base_width``,
+``align_corners``, ``head``, ``curve_iters``, ``knee``), the engan
 version, and optional extras (training step, EMA or raw weights).
 
 A run folder (``engan train --out RUN_DIR``) holds ``generator.safetensors``; every
@@ -9,6 +10,7 @@ function here accepts either that file or the folder.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -79,11 +81,8 @@ def save_generator(
         "engan.version": __version__,
         "engan.kind": "generator",
         "engan.preset": preset_for_width(cfg.base_width),
-        "engan.base_width": str(cfg.base_width),
-        "engan.align_corners": str(bool(cfg.align_corners)),
-        "engan.head": cfg.head,
-        "engan.curve_iters": str(int(cfg.curve_iters)),
-        "engan.knee": repr(float(cfg.knee)),
+        # every GeneratorConfig field, so the file rebuilds its generator (read back by generator_config_from_metadata)
+        **{f"engan.{f.name}": str(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)},
     }
     for k, v in (extra or {}).items():
         meta[f"engan.{k}"] = v if isinstance(v, str) else json.dumps(v)
@@ -115,12 +114,19 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 
 def generator_config_from_metadata(meta: dict[str, str]) -> GeneratorConfig:
-    width = int(meta.get("engan.base_width", "32"))
-    align = meta.get("engan.align_corners", "True") == "True"
+    """The GeneratorConfig that :func:`save_generator` wrote as ``engan.<field>`` metadata.
+
+    A field the file does not name keeps its default (older files have no head, curve_iters or knee:
+    the authors' residual head, clamped output). Values are parsed by the type of the field's default.
+    """
+    kwargs: dict[str, Any] = {}
     try:
-        return GeneratorConfig(base_width=width, align_corners=align, head=meta.get("engan.head", "residual"),
-                               curve_iters=int(meta.get("engan.curve_iters", "8")),
-                               knee=float(meta.get("engan.knee", "1.0")))
+        for f in dataclasses.fields(GeneratorConfig):
+            text = meta.get(f"engan.{f.name}")
+            if text is not None:
+                kind = type(f.default)
+                kwargs[f.name] = text == "True" if kind is bool else kind(text)
+        return GeneratorConfig(**kwargs)
     except ValueError as e:
         raise CheckpointError(f"the checkpoint's metadata names a generator this engan cannot build ({e}); "
                               "upgrade engan or point to another checkpoint") from None
