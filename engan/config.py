@@ -27,7 +27,7 @@ class GeneratorConfig:
             32 is the paper/released model (8,636,675 parameters).
         align_corners: bilinear upsampling mode; True matches the released weights
             (trained with torch 0.3.1, whose bilinear upsample behaved this way).
-        head: how the last layer's 3 channels become the output. ``residual`` (the
+        head: how the last layer's channels become the output. ``residual`` (the
             authors'): ``y = x + A * r``, a gated residual added to the input.
             ``curve`` (not in the paper): the channels are per-pixel, per-channel
             curve strengths ``alpha = tanh(.)`` of a quadratic tone curve
@@ -39,7 +39,7 @@ class GeneratorConfig:
             ``curve-residual``: both, ``y = curve(x) + A * r / 2`` (the last layer
             has 6 channels), so the residual can add detail and remove noise that
             a per-pixel curve can only amplify.
-        curve_iters: iterations of the curve (``head="curve"`` only).
+        curve_iters: iterations of the curve (``curve`` and ``curve-residual`` heads).
         knee: inference-time highlight shoulder. 1.0 (the authors'): the output is
             clamped to [0, 1]. Below 1: a pixel whose largest channel ``m`` exceeds
             ``knee`` has its RGB scaled (hue kept) so that ``m`` follows

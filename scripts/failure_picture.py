@@ -31,9 +31,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "docs" / "failure_modes.jpg"))
     args = ap.parse_args()
     models = {"engan-lite (shipped)": make_enhance_fn(None).fn}  # the shipped FP32 ONNX, as engan eval scores it
-    if args.colour_run:
-        models["colour term (lite_d, not shipped)"] = make_enhance_fn(args.colour_run).fn
-    for spec in args.run:
+    colour = [f"colour term (lite_d, not shipped)={args.colour_run}"] if args.colour_run else []
+    for spec in colour + args.run:
         label, sep, path = spec.partition("=")
         if not sep or not label or not path:
             ap.error(f"--run {spec!r}: use LABEL=PATH, e.g. --run 'gB=runs/gpu1/gB_avg5.safetensors'")
