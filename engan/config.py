@@ -46,6 +46,11 @@ class GeneratorConfig:
             ``knee + (1 - knee) * e / (e + 1 - knee)``, ``e = m - knee``: highlights
             roll off towards white instead of clipping one channel. Applied in
             ``eval()`` mode only (so in every exported graph); training is unchanged.
+        denoise: a learned smoothing gate (not in the paper): the last layer gets one
+            more channel, ``w = sigmoid(.)``, and the output becomes
+            ``(1 - w) * y + w * blur(y)`` with a fixed 5x5 Gaussian (sigma 1 px). The
+            network learns where to smooth (lifted sensor noise in dark regions);
+            train it with ``DataConfig.noise_prob`` so that it sees noisy inputs.
     """
 
     base_width: int = 32
@@ -53,6 +58,7 @@ class GeneratorConfig:
     head: str = "residual"
     curve_iters: int = 8
     knee: float = 1.0
+    denoise: bool = False
 
     def __post_init__(self) -> None:
         if not 0.5 <= float(self.knee) <= 1.0:
@@ -110,6 +116,7 @@ class DataConfig:
     darken_prob: float = 0.5  # authors' "vary" augmentation
     darken_min: float = 2.0
     darken_max: float = 4.0
+    noise_prob: float = 0.0  # not in the paper: sensor noise on this share of generator inputs
     workers: int = 0
 
 

@@ -160,7 +160,7 @@ class Trainer:
             low = load_folder(dc.low_dir, min_size=dc.crop)
             normal = load_folder(dc.normal_dir, min_size=dc.crop)
             self.data = UnpairedBatches(low, normal, dc.crop, tc.batch, tc.seed,
-                                        dc.darken_prob, dc.darken_min, dc.darken_max)
+                                        dc.darken_prob, dc.darken_min, dc.darken_max, dc.noise_prob)
             self.sample_x = sample_inputs(low, count=4, size=min(dc.crop, 256))
             self._resolve_exposure_level(normal)
         elif config.loss.exposure_weight > 0 and config.loss.exposure_level is None:

@@ -56,7 +56,8 @@ structure, so they work for either exporter's node naming:
 ``first_conv`` the first convolution (sees the raw image)
 ``decoder_out`` the full-resolution decoder after the last skip concatenation, up to the head
               (``conv9_1``/``conv9_2`` with their activations and BatchNorm)
-``head``      the last convolution (the 1x1 ``conv10`` that produces the residual)
+``head``      the last full (ungrouped) convolution: the 1x1 ``conv10`` that produces the residual or
+              curve strengths (the fixed depthwise blur of the ``denoise`` gate comes after it)
 ``tail``      everything after the head (residual x attention, skip add, clamp)
 ``attention`` the multiplications of two feature maps (features x attention map)
 ``concat``    the skip-connection concatenations
@@ -370,7 +371,7 @@ def _closure(graph: "onnx.GraphProto", tensor: str, channels: dict[str, int]) ->
         for node, idx in consumers[name]:
             op = node.op_type
             if op == "Conv" and idx == 0:
-                group = next((a.i for a in node.attribute if a.name == "group"), 1)
+                group = _attr(node, "group", 1)
                 if group != 1 and (group != channels.get(name) or offset):
                     return None
                 terminals.append((node, offset))
@@ -441,7 +442,7 @@ def equalize_channels(model: "onnx.ModelProto", batches: Sequence[np.ndarray], i
             _set_array(graph, conv.input[2], b / scale)
         for term, offset in terminals:
             tw = numpy_helper.to_array(_initializer(graph, term.input[1])).astype(np.float64)
-            group = next((a.i for a in term.attribute if a.name == "group"), 1)
+            group = _attr(term, "group", 1)
             sl = slice(offset, offset + len(scale))
             if group == 1:
                 tw[:, sl] *= scale.reshape(1, -1, 1, 1)
@@ -450,6 +451,11 @@ def equalize_channels(model: "onnx.ModelProto", batches: Sequence[np.ndarray], i
             _set_array(graph, term.input[1], tw)
         done += 1
     return done
+
+
+def _attr(node: "onnx.NodeProto", name: str, default: int) -> int:
+    """An integer attribute of ``node``, or ``default`` when it is not set."""
+    return next((a.i for a in node.attribute if a.name == name), default)
 
 
 def find_roles(model: "onnx.ModelProto") -> dict[str, list[str]]:
@@ -461,7 +467,8 @@ def find_roles(model: "onnx.ModelProto") -> dict[str, list[str]]:
     roles: dict[str, list[str]] = {r: [] for r in ROLES}
     if not convs:
         return roles
-    first, last = convs[0], convs[-1]
+    full = [i for i in convs if _attr(nodes[i], "group", 1) == 1] or convs
+    first, last = convs[0], full[-1]
     roles["first_conv"] = [nodes[first].name]
     roles["head"] = [nodes[last].name]
     roles["prologue"] = [n.name for n in nodes[:first] if n.op_type not in ("Constant", "Identity")]

@@ -24,6 +24,7 @@ _FIELDS = {
     "identity_weight": ("loss", "identity_weight"), "highlight_weight": ("loss", "highlight_weight"),
     "amp": ("train", "amp"),
     "darken_prob": ("data", "darken_prob"), "darken_min": ("data", "darken_min"), "darken_max": ("data", "darken_max"),
+    "noise_prob": ("data", "noise_prob"),
 }
 
 
@@ -37,7 +38,7 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
         cfg = dataclasses.replace(cfg, model=model_config(preset))
     elif base is None:
         cfg = dataclasses.replace(cfg, model=model_config("paper"))
-    head = {k: opts.pop(k) for k in ("head", "curve_iters") if opts.get(k) is not None}
+    head = {k: opts.pop(k) for k in ("head", "curve_iters", "denoise") if opts.get(k) is not None}
     if head:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(
             cfg.model, generator=dataclasses.replace(cfg.model.generator, **head)))
@@ -86,6 +87,11 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
                    "[default: residual; on --resume: the saved one]")
 @click.option("--curve-iters", type=click.IntRange(1, 16), default=None,
               help="Iterations of the tone curve (--head curve or curve-residual). [default: 8]")
+@click.option("--denoise/--no-denoise", default=None,
+              help="Add a learned smoothing gate: one more output channel w, and the output becomes "
+                   "(1-w)*y + w*blur(y) with a fixed 5x5 Gaussian, so the network can smooth the sensor noise it "
+                   "lifts out of dark regions. Train it with --noise-prob so it sees noisy inputs. Not in the paper; "
+                   "+1 output channel. [default: off; on --resume: the saved one]")
 @click.option("--steps", type=click.IntRange(1), default=None,
               help=f"Total optimisation steps (a resumed run continues up to this). [default: {_T.steps}; "
                    "paper: 200 epochs]")
@@ -132,6 +138,12 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
                    f"[default: {_D.darken_min:g}; paper: 2]")
 @click.option("--darken-max", type=click.FloatRange(0.1), default=None,
               help=f"Largest divisor t. [default: {_D.darken_max:g}; paper: 4]")
+@click.option("--noise-prob", type=click.FloatRange(0, 1), default=None,
+              help="Share of generator inputs given synthetic sensor noise (Poisson-Gaussian in linear light, "
+                   "the ranges of Brooks et al. 2019), after any darkening. The SFP and colour losses still "
+                   "compare with the clean crop, so they ask the generator to remove the noise: real dark photos "
+                   "are noisy, the training crops are not. Not in the paper. Can change at --resume. "
+                   f"[default: {_D.noise_prob:g}]")
 @click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=None,
               help=f"Decay of the generator's exponential moving average; generator.safetensors holds the EMA "
                    f"weights (raw ones: generator_raw.safetensors). 0 disables it. [default: {_T.ema_decay}; "

@@ -19,6 +19,8 @@ Augmentation per sample (spec section 5, in this order):
 4. the authors' "vary" darkening: with p = ``darken_prob`` the generator input
    is ``low / t`` with ``t`` drawn from {2.00, 2.01, ..., 4.00}; otherwise it is
    ``low``. The un-darkened ``low`` stays the reference of the SFP loss.
+5. with p = ``noise_prob`` (0 by default; not in the paper) sensor noise is added to
+   the generator input only (:func:`engan.data.augment.add_sensor_noise`).
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ class UnpairedBatches:
         batch: samples per batch (per process).
         seed: run seed.
         darken_prob, darken_min, darken_max: the "vary" augmentation.
+        noise_prob: share of generator inputs given sensor noise.
     """
 
     def __init__(
@@ -70,10 +73,11 @@ class UnpairedBatches:
         darken_prob: float = 0.5,
         darken_min: float = 2.0,
         darken_max: float = 4.0,
+        noise_prob: float = 0.0,
     ) -> None:
         self.low, self.normal = low, normal
         self.crop, self.batch_size, self.seed = int(crop), int(batch), int(seed)
-        self.darken = (float(darken_prob), float(darken_min), float(darken_max))
+        self.augment = (float(darken_prob), float(darken_min), float(darken_max), float(noise_prob))
         self.epoch_len = max(len(low), len(normal))
 
     @functools.lru_cache(maxsize=4)  # noqa: B019  (few epochs are live at once)
@@ -87,7 +91,7 @@ class UnpairedBatches:
         a = self.low.images[i % len(self.low)]
         b = self.normal.images[i % len(self.normal)]
         rng = np.random.default_rng([self.seed, 0x5A4D, int(g)])
-        return augment_pair(a, b, self.crop, rng, *self.darken)
+        return augment_pair(a, b, self.crop, rng, *self.augment)
 
     def batch(self, step: int, rank: int = 0, world: int = 1) -> Batch:
         """The batch of ``step`` for process ``rank`` of ``world``."""
