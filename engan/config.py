@@ -16,6 +16,8 @@ PAD_MULTIPLE = 16
 
 #: Output heads of the generator (see :class:`GeneratorConfig`).
 GENERATOR_HEADS = ("residual", "curve", "curve-residual")
+#: Inference-time noise removal of the generator (see :class:`GeneratorConfig`).
+DENOISE_MODES = ("off", "chroma", "full")
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,14 @@ class GeneratorConfig:
             ``knee + (1 - knee) * e / (e + 1 - knee)``, ``e = m - knee``: highlights
             roll off towards white instead of clipping one channel. Applied in
             ``eval()`` mode only (so in every exported graph); training is unchanged.
-        denoise: a learned smoothing gate (not in the paper): the last layer gets one
-            more channel, ``w = sigmoid(.)``, and the output becomes
-            ``(1 - w) * y + w * blur(y)`` with a fixed 5x5 Gaussian (sigma 1 px). The
-            network learns where to smooth (lifted sensor noise in dark regions);
-            train it with ``DataConfig.noise_prob`` so that it sees noisy inputs.
+        denoise: inference-time noise removal (not in the paper). ``off``: none.
+            ``full``: after the clamp, a local Wiener (Lee) filter removes the input's
+            sensor noise as amplified by the enhancement, with the noise level
+            estimated from each input image (:mod:`engan.models.denoise`; no learned
+            or tuned parameter). ``chroma``: the same filter, but the output keeps its
+            own luma and takes only the filtered colour (removes colour speckle, keeps
+            luminance texture). Like ``knee``, applied in ``eval()`` mode only (so in
+            every exported graph); training is unchanged.
     """
 
     base_width: int = 32
@@ -58,13 +63,15 @@ class GeneratorConfig:
     head: str = "residual"
     curve_iters: int = 8
     knee: float = 1.0
-    denoise: bool = False
+    denoise: str = "off"
 
     def __post_init__(self) -> None:
         if not 0.5 <= float(self.knee) <= 1.0:
             raise ValueError(f"knee must be in [0.5, 1] (1 = plain clamp), got {self.knee}")
         if self.head not in GENERATOR_HEADS:
             raise ValueError(f"unknown generator head {self.head!r}; choose one of: {', '.join(GENERATOR_HEADS)}")
+        if self.denoise not in DENOISE_MODES:
+            raise ValueError(f"unknown denoise mode {self.denoise!r}; choose one of: {', '.join(DENOISE_MODES)}")
         if not 1 <= int(self.curve_iters) <= 16:
             raise ValueError(f"curve_iters must be 1..16, got {self.curve_iters}")
 

@@ -58,7 +58,7 @@ structure, so they work for either exporter's node naming:
               (``conv9_1``/``conv9_2`` with their activations and BatchNorm)
 ``head``      the last full (ungrouped) convolution: the 1x1 ``conv10`` that produces the residual or
               curve strengths (the fixed depthwise blur of the ``denoise`` gate comes after it)
-``tail``      everything after the head (residual x attention, skip add, clamp)
+``tail``      everything after the head (residual x attention, skip add, clamp, shoulder, denoise filter)
 ``attention`` the multiplications of two feature maps (features x attention map)
 ``concat``    the skip-connection concatenations
 """
@@ -475,12 +475,9 @@ def find_roles(model: "onnx.ModelProto") -> dict[str, list[str]]:
     concats = [i for i, n in enumerate(nodes[:last]) if n.op_type == "Concat"]
     if concats:
         roles["decoder_out"] = [n.name for n in nodes[concats[-1] + 1:last] if n.op_type not in ("Constant", "Identity")]
-    # the tail: every node downstream of the head's output
-    live = set(nodes[last].output)
-    for n in nodes[last + 1:]:
-        if live.intersection(n.input):
-            roles["tail"].append(n.name)
-            live.update(n.output)
+    # the tail: every node after the head (the graph is in execution order): the output head, the shoulder,
+    # and the denoise filter, whose noise estimate reads the input itself and must stay float
+    roles["tail"] = [n.name for n in nodes[last + 1:] if n.op_type not in ("Constant", "Identity")]
     for n in nodes:
         dynamic = [i for i in n.input if i and i not in consts]
         if n.op_type == "Mul" and len(dynamic) == 2:

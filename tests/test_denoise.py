@@ -1,4 +1,4 @@
-"""Sensor-noise augmentation (``DataConfig.noise_prob``) and the generator's learned smoothing gate (``denoise``)."""
+"""Sensor-noise augmentation (``DataConfig.noise_prob``) and the generator's inference-time noise filter (``denoise``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,12 +13,8 @@ from engan.config import generator_config
 from engan.data.augment import NOISE_GAMMA, READ_NOISE_FIT, SHOT_NOISE_RANGE, add_sensor_noise, augment_pair
 from engan.models import count_parameters
 from engan.models.checkpoint import load_generator, read_metadata, save_generator
-from engan.models.generator import DENOISE_GATE_INIT, UNetGenerator, blur, gaussian_kernel
-
-
-def _gen(denoise: bool, seed: int = 0, head: str = "curve-residual") -> UNetGenerator:
-    torch.manual_seed(seed)
-    return UNetGenerator(dataclasses.replace(generator_config("tiny"), head=head, denoise=denoise))
+from engan.models.denoise import depthwise, gaussian_kernel, laplacian_kernel, lee_filter, noise_sigma
+from engan.models.generator import UNetGenerator, luma
 
 
 # --- noise augmentation ---------------------------------------------------------------------------------------
@@ -61,76 +57,114 @@ def test_noise_prob_zero_keeps_the_old_stream_and_one_noises_only_the_generator_
     assert not np.array_equal(on[1], old[1]) and on[1].dtype == np.float32
 
 
-# --- the smoothing gate ---------------------------------------------------------------------------------------
+# --- the noise-adaptive filter -------------------------------------------------------------------------------
 
-def test_blur_kernel_is_normalised_and_keeps_a_flat_image_to_the_border():
+def _noisy_flat(sigma: float, level: float = 0.3, size: int = 64, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (level + sigma * torch.randn(1, 3, size, size, generator=g)).clamp(0, 1)
+
+
+def test_window_is_normalised_and_keeps_a_flat_image_to_the_border():
     k = gaussian_kernel()
     assert k.shape == (3, 1, 5, 5) and torch.allclose(k.sum(dim=(1, 2, 3)), torch.ones(3))
     flat = torch.full((1, 3, 16, 16), 0.3)
-    assert torch.allclose(blur(flat, k), flat, atol=1e-6)
-    noisy = flat + 0.1 * torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    assert blur(noisy, k).std() < 0.5 * noisy.std()
+    assert torch.allclose(depthwise(flat, k), flat, atol=1e-6)
 
 
-def test_gate_adds_one_output_channel_starts_nearly_closed_and_saves_no_buffer():
-    lite = dataclasses.replace(generator_config("lite"), head="curve-residual")
-    plain, gated = UNetGenerator(lite), UNetGenerator(dataclasses.replace(lite, denoise=True))
-    assert count_parameters(gated) - count_parameters(plain) == lite.base_width + 1  # one 1x1 output channel
-    assert gated.conv10.bias[-1].item() == DENOISE_GATE_INIT
-    assert torch.sigmoid(torch.tensor(DENOISE_GATE_INIT)).item() < 0.05
-    assert "blur_kernel" not in gated.state_dict()
+@pytest.mark.parametrize("sigma", [0.01, 0.03])
+def test_noise_estimate_reads_the_sigma_of_white_noise_and_ignores_texture_beside_a_flat_block(sigma):
+    lap = laplacian_kernel()
+    assert noise_sigma(_noisy_flat(sigma), lap).item() == pytest.approx(sigma, rel=0.15)
+    # a clean image: strong texture everywhere except one flat region -> ~0
+    g = torch.Generator().manual_seed(1)
+    textured = torch.rand(1, 3, 64, 64, generator=g)
+    textured[..., 8:40, 8:40] = 0.5  # covers the block [16:32, 16:32] with a margin for the 3x3 mask
+    assert noise_sigma(textured, lap).item() < 1e-6
+    assert noise_sigma(torch.cat([_noisy_flat(0.01), _noisy_flat(0.03)]), lap).flatten().tolist() == pytest.approx(
+        [0.01, 0.03], rel=0.15)  # one estimate per image of a batch
 
 
-@pytest.mark.parametrize("head", ["residual", "curve-residual"])
-def test_gate_blends_between_the_plain_output_and_its_blur(head):
-    plain, gated = _gen(False, head=head), _gen(True, head=head)
-    with torch.no_grad():  # same weights; the gate's channel is the extra last one
-        for (name, p), q in zip(plain.named_parameters(), gated.parameters()):
-            q.copy_(p) if p.shape == q.shape else q[: p.shape[0]].copy_(p)
-    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 0.3
-    plain.train(), gated.train()  # no clamp, so the blend is exact
-    ref = plain(x)
-    for bias, target in ((-40.0, ref), (40.0, blur(ref, gaussian_kernel()))):
-        with torch.no_grad():
-            gated.conv10.weight[-1].zero_()
-            gated.conv10.bias[-1] = bias
-        assert torch.allclose(gated(x), target, atol=1e-5)
+def test_lee_filter_removes_amplified_noise_keeps_edges_and_leaves_clean_images_alone():
+    win, lap = gaussian_kernel(), laplacian_kernel()
+    x = _noisy_flat(0.004, level=0.05)  # a dark, noisy input ...
+    x[..., :, 32:] += 0.05  # ... with a step edge
+    y = (x * 8).clamp(0, 1)  # brightened 8x: noise sigma ~0.03 in the output
+    f = lee_filter(x, y, win, lap)
+    assert f[..., 4:-4, 4:28].std() < 0.5 * y[..., 4:-4, 4:28].std()  # flat noisy side smoothed (a 5x5 window)
+    step = f[..., 4:-4, 40:60].mean() - f[..., 4:-4, 4:28].mean()
+    assert step.item() == pytest.approx(0.4, abs=0.03)  # the edge's height survives
+    clean = torch.linspace(0, 1, 64).view(1, 1, 1, 64).expand(1, 3, 64, 64).contiguous()
+    assert torch.allclose(lee_filter(clean, clean, win, lap), clean, atol=1e-3)  # no noise -> unchanged (< 1/4 level)
+    assert 0 <= f.min() and f.max() <= 1
 
 
-def test_denoise_round_trips_through_the_checkpoint_and_old_files_load_without_it(tmp_path):
-    g = _gen(True).eval()
-    path = save_generator(tmp_path / "g.safetensors", g)
-    assert read_metadata(path)["engan.denoise"] == "True"
-    back = load_generator(path)
-    assert back.config.denoise and back.config.head == "curve-residual"
-    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+def _gen(denoise: str, knee: float = 1.0) -> UNetGenerator:
+    torch.manual_seed(0)
+    return UNetGenerator(dataclasses.replace(generator_config("tiny"), head="curve-residual", denoise=denoise,
+                                             knee=knee))
+
+
+def test_denoise_modes_act_in_eval_only_and_chroma_keeps_the_luma():
+    plain, full, chroma = _gen("off"), _gen("full"), _gen("chroma")
+    x = _noisy_flat(0.01, level=0.08)
+    for m in (plain, full, chroma):
+        m.train()
     with torch.no_grad():
-        assert torch.equal(back(x), g(x))
-    old = load_generator(save_generator(tmp_path / "old.safetensors", _gen(False)))
-    assert old.config.denoise is False
+        assert torch.equal(plain(x), full(x)) and torch.equal(plain(x), chroma(x))  # training is unchanged
+        for m in (plain, full, chroma):
+            m.eval()
+        y, yf, yc = plain(x), full(x), chroma(x)
+    assert yf.std(dim=(2, 3)).mean() < y.std(dim=(2, 3)).mean()
+    assert torch.allclose(luma(yc), luma(y), atol=1e-5)  # chroma: same luma ...
+    assert (yc - luma(yc)).std() < (y - luma(y)).std()  # ... less colour noise
+    assert "window_kernel" not in full.state_dict() and count_parameters(full) == count_parameters(plain)
 
 
-def test_onnx_export_carries_the_gate(tmp_path):
+def test_unknown_denoise_mode_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown denoise mode 'on'; choose one of: off, chroma, full"):
+        dataclasses.replace(generator_config("tiny"), denoise="on")
+
+
+def test_denoise_round_trips_and_configure_changes_options_not_weights(tmp_path):
+    from engan.cli.average import configure
+
+    src = save_generator(tmp_path / "g.safetensors", _gen("off", knee=0.8), extra={"step": 7})
+    res = CliRunner().invoke(configure, [str(src), "--denoise", "chroma", "--out", str(tmp_path / "c.safetensors")])
+    assert res.exit_code == 0, res.output
+    meta = read_metadata(tmp_path / "c.safetensors")
+    assert meta["engan.denoise"] == "chroma" and meta["engan.knee"] == "0.8" and meta["engan.step"] == "7"
+    back = load_generator(tmp_path / "c.safetensors")
+    assert back.config.denoise == "chroma" and back.config.knee == 0.8
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), load_generator(src).state_dict().values()))
+    assert load_generator(src).config.denoise == "off"  # files without the field (all older ones) load as off
+    same = CliRunner().invoke(configure, [str(src), "--out", str(src), "--denoise", "full"])
+    assert same.exit_code == 2 and "is the input" in same.output
+    nothing = CliRunner().invoke(configure, [str(src), "--out", str(tmp_path / "n.safetensors")])
+    assert nothing.exit_code == 2 and "nothing to change" in nothing.output
+    bad = CliRunner().invoke(configure, [str(src), "--out", str(tmp_path / "b.safetensors"), "--denoise", "on"])
+    assert bad.exit_code == 2 and "'on' is not one of 'off', 'chroma', 'full'" in bad.output
+
+
+@pytest.mark.parametrize("mode", ["full", "chroma"])
+def test_onnx_export_carries_the_filter(tmp_path, mode):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     from engan.export.api import ExportConfig, export_model
 
-    g = _gen(True).eval()
-    with torch.no_grad():
-        g.conv10.bias[-1] = 0.0  # half open, so a missing gate would show
+    g = _gen(mode).eval()
     ckpt = save_generator(tmp_path / "g.safetensors", g)
     result = export_model(ExportConfig(checkpoint=str(ckpt), out=str(tmp_path / "x"), engine=None,
                                        check_sizes=((64, 64),)), log=lambda _: None)
     assert result.parity is not None and result.parity.passed
     sess = ort.InferenceSession(str(result.onnx), providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).random((1, 3, 48, 64), dtype=np.float32) * 0.4
+    x = _noisy_flat(0.01, level=0.08, size=48).numpy()[..., :48]
     with torch.no_grad():
-        ref = g(torch.from_numpy(x)).numpy()
+        ref, plain = g(torch.from_numpy(x)).numpy(), _gen("off").eval()(torch.from_numpy(x)).numpy()
     out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
-    assert np.abs(out - ref).max() < 1e-5
+    assert np.abs(out - ref).max() < 1e-5 and np.abs(ref - plain).max() > 1e-3  # the filter is in the graph
 
 
-def test_train_cli_saves_noise_and_gate_and_refuses_to_drop_the_gate_on_resume(tmp_path):
+def test_train_cli_saves_noise_prob_and_can_change_it_on_resume(tmp_path):
     from PIL import Image
 
     from engan.cli.train import train as train_cmd
@@ -142,15 +176,22 @@ def test_train_cli_saves_noise_and_gate_and_refuses_to_drop_the_gate_on_resume(t
             Image.fromarray(make_image(40, 40, seed=i, dark=dark)).save(tmp_path / sub / f"{i}.png")
     out = tmp_path / "run"
     args = ["--low", str(tmp_path / "low"), "--normal", str(tmp_path / "normal"), "--out", str(out), "--preset", "tiny",
-            "--head", "curve-residual", "--denoise", "--noise-prob", "0.5", "--steps", "1", "--crop", "32",
-            "--batch", "1", "--ndf", "8", "--threads", "1", "--quiet"]
+            "--noise-prob", "0.5", "--steps", "1", "--crop", "32", "--batch", "1", "--ndf", "8", "--threads", "1",
+            "--quiet"]
     res = CliRunner().invoke(train_cmd, args)
     assert res.exit_code == 0, res.output
-    saved = json.loads((out / "config.json").read_text())
-    assert saved["model"]["generator"]["denoise"] is True and saved["data"]["noise_prob"] == 0.5
-    assert read_metadata(out / "generator.safetensors")["engan.denoise"] == "True"
-    again = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--no-denoise", "--steps", "2", "--quiet"])
-    assert again.exit_code != 0 and "other architecture options" in again.output
+    assert json.loads((out / "config.json").read_text())["data"]["noise_prob"] == 0.5
     more = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--noise-prob", "0", "--steps", "2", "--quiet"])
     assert more.exit_code == 0, more.output
     assert json.loads((out / "config.json").read_text())["data"]["noise_prob"] == 0.0
+
+
+def test_engan_help_lists_configure_and_its_options_are_explained():
+    from engan.cli import main
+
+    top = CliRunner().invoke(main, ["--help"])
+    assert top.exit_code == 0 and "configure" in top.output and "--denoise" in top.output
+    sub = CliRunner().invoke(main, ["configure", "--help"])
+    assert sub.exit_code == 0
+    for word in ("--knee", "--denoise", "chroma", "full", "Changes no weight", "--out"):
+        assert word in sub.output

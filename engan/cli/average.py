@@ -5,6 +5,23 @@ from pathlib import Path
 
 import click
 
+from engan.config import DENOISE_MODES
+
+#: the inference-only generator options, shared by `engan average` and `engan configure`
+KNEE_OPTION = click.option(
+    "--knee", type=click.FloatRange(0.5, 1.0), default=None,
+    help="Highlight shoulder of the written generator, applied at inference and in every export: pixels whose "
+         "largest channel passes KNEE roll off towards white (hue kept) instead of clipping; 1 = plain clamp. "
+         "Changes no weight. [default: the source's own, 1 unless set]")
+DENOISE_OPTION = click.option(
+    "--denoise", type=click.Choice(list(DENOISE_MODES)), default=None,
+    help="Noise removal of the written generator, applied at inference and in every export. full: a local Wiener "
+         "(Lee) filter takes out the input's sensor noise as amplified by the enhancement, its level estimated "
+         "from each image's flattest 16x16 block (clean photos are left alone). chroma: the same, on colour only "
+         "(luma kept: colour speckle goes, fine texture stays). off: none. Changes no weight; MODEL_CARD.md "
+         "measures each. [default: the source's own, off unless set]")
+
+
 
 @click.command("average", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
@@ -14,11 +31,9 @@ import click
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="File to write (atomically). [default: RUN/generator_avg<LAST>.safetensors for a run folder; "
                    "required for a list of files]")
-@click.option("--knee", type=click.FloatRange(0.5, 1.0), default=None,
-              help="Highlight shoulder of the written generator, applied at inference and in every export: "
-                   "pixels whose largest channel passes KNEE roll off towards white (hue kept) instead of "
-                   "clipping; 1 = plain clamp. Changes no weight. [default: the snapshots' own, 1 unless set]")
-def average(sources: tuple[str, ...], last: int, out: str | None, knee: float | None) -> None:
+@KNEE_OPTION
+@DENOISE_OPTION
+def average(sources: tuple[str, ...], last: int, out: str | None, knee: float | None, denoise: str | None) -> None:
     """Average generator weights: a checkpoint chosen by a rule, not by a benchmark.
 
     SOURCES is one `engan train` run folder, or two or more generator .safetensors files
@@ -30,6 +45,7 @@ def average(sources: tuple[str, ...], last: int, out: str | None, knee: float | 
       engan average runs/x --last 5                  # -> runs/x/generator_avg5.safetensors
       engan average a.safetensors b.safetensors --out ab.safetensors
       engan average runs/x --last 5 --knee 0.8       # + highlight shoulder above 0.8
+      engan average runs/x --knee 0.8 --denoise full # + noise removal
     """
     from engan.models.averaging import last_snapshots, save_average
     from engan.models.checkpoint import CheckpointError
@@ -46,7 +62,38 @@ def average(sources: tuple[str, ...], last: int, out: str | None, knee: float | 
             paths, target = [Path(s) for s in sources], Path(out)
         if target.resolve() in {p.resolve() for p in paths}:
             raise click.UsageError(f"--out {target} is one of the inputs; write the average to another file")
-        save_average(paths, target, knee=knee)
+        save_average(paths, target, knee=knee, denoise=denoise)
     except CheckpointError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"averaged {len(paths)} generators ({', '.join(p.name for p in paths)}) -> {target}")
+
+
+@click.command("configure", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="File to write (atomically).")
+@KNEE_OPTION
+@DENOISE_OPTION
+def configure(checkpoint: str, out: str, knee: float | None, denoise: str | None) -> None:
+    """Copy a generator with other inference-time options; the weights are not touched.
+
+    CHECKPOINT is a generator .safetensors file or an `engan train` run folder (its
+    generator.safetensors). The options act in eval mode only, so they are part of every
+    export (engan export) and of the torch backend alike.
+
+    \b
+    Examples:
+      engan configure runs/x/generator_avg5.safetensors --knee 0.8 --denoise full --out model.safetensors
+      engan configure model.safetensors --denoise off --out plain.safetensors
+    """
+    from engan.models.checkpoint import CheckpointError, resolve_checkpoint, save_with_inference_options
+
+    try:
+        src = resolve_checkpoint(checkpoint)
+        if Path(out).resolve() == src.resolve():
+            raise click.UsageError(f"--out {out} is the input; write to another file")
+        if knee is None and denoise is None:
+            raise click.UsageError("nothing to change: give --knee and/or --denoise")
+        save_with_inference_options(src, out, knee=knee, denoise=denoise)
+    except CheckpointError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{src} -> {out} (knee {'kept' if knee is None else knee}, denoise {'kept' if denoise is None else denoise})")

@@ -38,7 +38,7 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
         cfg = dataclasses.replace(cfg, model=model_config(preset))
     elif base is None:
         cfg = dataclasses.replace(cfg, model=model_config("paper"))
-    head = {k: opts.pop(k) for k in ("head", "curve_iters", "denoise") if opts.get(k) is not None}
+    head = {k: opts.pop(k) for k in ("head", "curve_iters") if opts.get(k) is not None}
     if head:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(
             cfg.model, generator=dataclasses.replace(cfg.model.generator, **head)))
@@ -87,11 +87,6 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
                    "[default: residual; on --resume: the saved one]")
 @click.option("--curve-iters", type=click.IntRange(1, 16), default=None,
               help="Iterations of the tone curve (--head curve or curve-residual). [default: 8]")
-@click.option("--denoise/--no-denoise", default=None,
-              help="Add a learned smoothing gate: one more output channel w, and the output becomes "
-                   "(1-w)*y + w*blur(y) with a fixed 5x5 Gaussian, so the network can smooth the sensor noise it "
-                   "lifts out of dark regions. Train it with --noise-prob so it sees noisy inputs. Not in the paper; "
-                   "+1 output channel. [default: off; on --resume: the saved one]")
 @click.option("--steps", type=click.IntRange(1), default=None,
               help=f"Total optimisation steps (a resumed run continues up to this). [default: {_T.steps}; "
                    "paper: 200 epochs]")

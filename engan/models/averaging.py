@@ -9,14 +9,13 @@ averaged; integer buffers (``num_batches_tracked``) come from the newest file.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
 import torch
 
 from engan.models.checkpoint import (
-    SNAPSHOT_DIR, CheckpointError, load_generator, read_metadata, save_generator, snapshot_step,
+    SNAPSHOT_DIR, CheckpointError, load_generator, read_metadata, save_generator, set_inference_options, snapshot_step,
 )
 
 
@@ -61,15 +60,13 @@ def average_generators(paths: list[str | os.PathLike]) -> torch.nn.Module:
     return first.eval()
 
 
-def save_average(paths: list[str | os.PathLike], out: str | os.PathLike, knee: float | None = None) -> Path:
+def save_average(paths: list[str | os.PathLike], out: str | os.PathLike, **inference: object) -> Path:
     """Average ``paths`` (see :func:`average_generators`) and save to ``out`` with their names in the metadata.
 
-    ``knee``: if given, the written generator's inference highlight shoulder
-    (``GeneratorConfig.knee``; it changes no weight), else the snapshots' own.
+    ``inference``: the written generator's inference-only options (``knee``, ``denoise``;
+    they change no weight); one not given or ``None`` keeps the snapshots' own.
     """
-    model = average_generators(paths)
-    if knee is not None:
-        model.config = dataclasses.replace(model.config, knee=knee)
+    model = set_inference_options(average_generators(paths), **inference)
     steps = [read_metadata(p).get("engan.step") for p in paths]
     extra = {"averaged_from": [Path(p).name for p in paths]}
     if all(s is not None for s in steps):

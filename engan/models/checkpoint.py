@@ -92,6 +92,29 @@ def save_generator(
     return Path(path)
 
 
+#: GeneratorConfig fields that act at inference only (eval mode): changing them changes no weight
+INFERENCE_OPTIONS = ("knee", "denoise")
+
+
+def set_inference_options(model: torch.nn.Module, **options: Any) -> torch.nn.Module:
+    """Replace ``model.config``'s inference-only fields (:data:`INFERENCE_OPTIONS`); ``None`` keeps a field."""
+    unknown = set(options) - set(INFERENCE_OPTIONS)
+    if unknown:
+        raise ValueError(f"not inference options: {', '.join(sorted(unknown))} (they are: {', '.join(INFERENCE_OPTIONS)})")
+    given = {k: v for k, v in options.items() if v is not None}
+    model.config = dataclasses.replace(model.config, **given)  # type: ignore[assignment]
+    return model
+
+
+def save_with_inference_options(src: str | os.PathLike, out: str | os.PathLike, **options: Any) -> Path:
+    """Copy the generator ``src`` to ``out`` with other inference options; weights and other metadata unchanged."""
+    model = set_inference_options(load_generator(src), **options)
+    skip = {"version", "kind", "preset"} | {f.name for f in dataclasses.fields(GeneratorConfig)}
+    extra = {k[len("engan."):]: v for k, v in read_metadata(src).items()
+             if k.startswith("engan.") and k[len("engan."):] not in skip}
+    return save_generator(out, model, extra=extra)
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """Read the safetensors header metadata without loading tensors."""
     p = resolve_checkpoint(path)

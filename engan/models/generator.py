@@ -8,11 +8,10 @@ Contract (what every exported graph carries too):
 * head ``residual`` (the authors'): ``y = x + A * r``; head ``curve`` (optional):
   an iterated per-pixel tone curve whose strengths the network predicts; head
   ``curve-residual``: both (see :class:`engan.config.GeneratorConfig`);
-* optional ``denoise`` gate: ``y <- (1 - w) * y + w * blur(y)``, ``w`` a learned
-  per-pixel weight, ``blur`` a fixed 5x5 Gaussian (sigma 1 px);
 * output: float RGB in [0, 1]. In ``eval()`` mode it is clamped to [0, 1], after
-  the optional highlight shoulder (``knee``); in training it is left unclamped, as
-  the authors' code trains it.
+  the optional highlight shoulder (``knee``), and then, with ``denoise``, passed
+  through a noise-adaptive local Wiener filter (:mod:`engan.models.denoise`); in
+  training it is left unclamped and unfiltered, as the authors' code trains it.
 
 Layer names follow the authors' checkpoint (``conv1_1``, ``bn1_1``, ...,
 ``deconv5`` ... ``conv10``), so the released ``200_net_G_A.pth`` state dict maps
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engan.config import PAD_MULTIPLE, GeneratorConfig
+from engan.models.denoise import gaussian_kernel, laplacian_kernel, lee_filter
 
 #: Rec.601 luma weights, shared with the runtime's numpy pre-processing.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -53,24 +53,6 @@ def apply_curve(x01: torch.Tensor, alpha: torch.Tensor, iters: int) -> torch.Ten
     return y
 
 
-#: the fixed smoothing of the ``denoise`` gate: a separable 5-tap Gaussian, sigma 1 px
-BLUR_SIGMA, BLUR_TAPS = 1.0, 5
-
-
-def gaussian_kernel(sigma: float = BLUR_SIGMA, taps: int = BLUR_TAPS) -> torch.Tensor:
-    """A normalised ``taps`` x ``taps`` Gaussian as a depthwise RGB conv weight (3 x 1 x taps x taps)."""
-    t = torch.arange(taps, dtype=torch.float32) - (taps - 1) / 2
-    g = torch.exp(-(t**2) / (2 * sigma**2))
-    k2 = torch.outer(g, g)
-    return (k2 / k2.sum()).expand(3, 1, taps, taps).contiguous()
-
-
-def blur(y: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Depthwise Gaussian blur of an RGB NCHW tensor, borders replicated (no dark rim)."""
-    p = kernel.shape[-1] // 2
-    return F.conv2d(F.pad(y, (p, p, p, p), mode="replicate"), kernel.to(y.dtype), groups=3)
-
-
 def highlight_shoulder(y: torch.Tensor, knee: float) -> torch.Tensor:
     """Roll highlights off towards white, keeping each pixel's hue (see ``GeneratorConfig.knee``).
 
@@ -83,10 +65,6 @@ def highlight_shoulder(y: torch.Tensor, knee: float) -> torch.Tensor:
     e = (m - knee).clamp(min=0.0)
     target = knee + s * e / (e + s)
     return y * torch.where(m > knee, target / m.clamp(min=1e-6), torch.ones_like(m))
-
-
-#: initial bias of the denoise gate's channel: sigmoid(-3) ~ 0.05
-DENOISE_GATE_INIT = -3.0
 
 
 class UNetGenerator(nn.Module):
@@ -126,11 +104,11 @@ class UNetGenerator(nn.Module):
         self.deconv8 = conv(w2, w1)
         self.conv9_1, self.bn9_1 = conv(2 * w1, w1), nn.BatchNorm2d(w1)
         self.conv9_2 = conv(w1, w1)
-        head_channels = 6 if self.config.head == "curve-residual" else 3
-        self.conv10 = conv(w1, head_channels + int(self.config.denoise), k=1)
+        self.conv10 = conv(w1, 6 if self.config.head == "curve-residual" else 3, k=1)
         self.act = act()
-        # not a parameter and not saved: the state dict is the same as without the gate
-        self.register_buffer("blur_kernel", gaussian_kernel(), persistent=False)
+        # fixed filters of the denoise step: buffers, not parameters, and not saved (same state dict either way)
+        self.register_buffer("window_kernel", gaussian_kernel(), persistent=False)
+        self.register_buffer("laplacian_kernel", laplacian_kernel(), persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -141,9 +119,6 @@ class UNetGenerator(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.normal_(m.weight, 1.0, 0.02)
                 nn.init.zeros_(m.bias)
-        if self.config.denoise:  # the gate starts nearly closed (w ~ 0.05): smoothing is learned, not given
-            with torch.no_grad():
-                self.conv10.bias[-1].fill_(DENOISE_GATE_INIT)
 
     def _clb(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
         # Conv -> LeakyReLU(0.2) -> BatchNorm (BN after the activation, as released)
@@ -182,20 +157,19 @@ class UNetGenerator(nn.Module):
         u = self.act(self.conv9_2(u))
 
         out = self.conv10(u)
-        if self.config.denoise:
-            out, gate = out[:, :-1], torch.sigmoid(out[:, -1:])
         if self.config.head == "curve":
             y = apply_curve(x, torch.tanh(out), self.config.curve_iters)
         elif self.config.head == "curve-residual":
             y = apply_curve(x, torch.tanh(out[:, :3]), self.config.curve_iters) + out[:, 3:] * a1 * 0.5
         else:
             y = (out * a1 + xn + 1.0) * 0.5  # times_residual, skip=1, back to [0, 1]
-        if self.config.denoise:
-            y = y + gate * (blur(y, self.blur_kernel) - y)
         if not self.training:
             if self.config.knee < 1.0:
                 y = highlight_shoulder(y, self.config.knee)
             y = y.clamp(0.0, 1.0)
+            if self.config.denoise != "off":
+                f = lee_filter(x, y, self.window_kernel, self.laplacian_kernel)
+                y = f if self.config.denoise == "full" else (f + luma(y - f)).clamp(0.0, 1.0)  # chroma: keep y's luma
         return y
 
 
