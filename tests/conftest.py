@@ -32,6 +32,19 @@ def make_image(h: int, w: int, seed: int = 0, dark: float = 0.3) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
+def tiny_train_args(root: Path, out: Path, *options: str) -> list[str]:
+    """Write 3 dark + 3 bright 40x40 images under ``root`` and return `engan train` arguments
+    for a 1-step tiny run on them into ``out``, followed by ``options``."""
+    from PIL import Image
+
+    for sub, dark in (("low", 0.25), ("normal", 0.9)):
+        (root / sub).mkdir(exist_ok=True)
+        for i in range(3):
+            Image.fromarray(make_image(40, 40, seed=i, dark=dark)).save(root / sub / f"{i}.png")
+    return ["--low", str(root / "low"), "--normal", str(root / "normal"), "--out", str(out), "--preset", "tiny",
+            "--steps", "1", "--crop", "32", "--batch", "1", "--ndf", "8", "--threads", "1", "--quiet", *options]
+
+
 @pytest.fixture
 def tiny_image() -> np.ndarray:
     return make_image(40, 56)

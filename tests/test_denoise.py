@@ -165,19 +165,11 @@ def test_onnx_export_carries_the_filter(tmp_path, mode):
 
 
 def test_train_cli_saves_noise_prob_and_can_change_it_on_resume(tmp_path):
-    from PIL import Image
-
     from engan.cli.train import train as train_cmd
-    from tests.conftest import make_image
+    from tests.conftest import tiny_train_args
 
-    for sub, dark in (("low", 0.25), ("normal", 0.9)):
-        (tmp_path / sub).mkdir()
-        for i in range(3):
-            Image.fromarray(make_image(40, 40, seed=i, dark=dark)).save(tmp_path / sub / f"{i}.png")
     out = tmp_path / "run"
-    args = ["--low", str(tmp_path / "low"), "--normal", str(tmp_path / "normal"), "--out", str(out), "--preset", "tiny",
-            "--noise-prob", "0.5", "--steps", "1", "--crop", "32", "--batch", "1", "--ndf", "8", "--threads", "1",
-            "--quiet"]
+    args = tiny_train_args(tmp_path, out, "--noise-prob", "0.5")
     res = CliRunner().invoke(train_cmd, args)
     assert res.exit_code == 0, res.output
     assert json.loads((out / "config.json").read_text())["data"]["noise_prob"] == 0.5
