@@ -57,7 +57,7 @@ structure, so they work for either exporter's node naming:
 ``decoder_out`` the full-resolution decoder after the last skip concatenation, up to the head
               (``conv9_1``/``conv9_2`` with their activations and BatchNorm)
 ``head``      the last full (ungrouped) convolution: the 1x1 ``conv10`` that produces the residual or
-              curve strengths (the fixed depthwise blur of the ``denoise`` gate comes after it)
+              curve strengths (the fixed depthwise convolutions of the ``denoise`` filter come after it)
 ``tail``      everything after the head (residual x attention, skip add, clamp, shoulder, denoise filter)
 ``attention`` the multiplications of two feature maps (features x attention map)
 ``concat``    the skip-connection concatenations
