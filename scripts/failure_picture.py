@@ -3,6 +3,7 @@
     python scripts/failure_picture.py [--colour-run runs/lite_d/generator.safetensors]
     python scripts/failure_picture.py --run "gA (no identity term)=runs/gpu1/gA_avg5.safetensors" \
         --run "gB (identity term)=runs/gpu1/gB_avg5.safetensors" --photos rocket,astronaut,coffee --out docs/gpu_runs.jpg
+    python scripts/failure_picture.py --noise 3 --run "...=m.safetensors" --out docs/denoise.jpg
 
 Rows: scikit-image sample photos darkened as in `engan eval --public-dark`; columns: the dark
 input, the shipped model, optionally a colour-term run and any other runs, and the original.
@@ -12,6 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
+from engan.data.augment import add_sensor_noise
 from engan.eval.datasets import fit_longest_side
 from engan.eval.enhancers import make_enhance_fn
 from engan.eval.grid import compose_grid
@@ -28,6 +32,9 @@ def main() -> None:
                     help="another generator .safetensors as a column (repeatable)")
     ap.add_argument("--photos", default="coffee,chelsea,rocket",
                     help="comma list of scikit-image sample photos, one row each (default: coffee,chelsea,rocket)")
+    ap.add_argument("--noise", type=int, default=None, metavar="SEED",
+                    help="add synthetic sensor noise to each darkened input (engan.data.augment.add_sensor_noise, "
+                         "drawn with this seed), as real dark photos have")
     ap.add_argument("--out", default=str(REPO / "docs" / "failure_modes.jpg"))
     args = ap.parse_args()
     models = {"engan-lite (shipped)": make_enhance_fn(None).fn}  # the shipped FP32 ONNX, as engan eval scores it
@@ -41,7 +48,11 @@ def main() -> None:
     for name in args.photos.split(","):
         orig = sample_photo(name, max_side=400)
         dark = darken(orig)
-        row = GridRow(name, {"Input (darkened)": fit_longest_side(dark, 240)})
+        if args.noise is not None:
+            noisy = add_sensor_noise(dark.astype(np.float32) / 255.0, np.random.default_rng(args.noise))
+            dark = (noisy * 255.0 + 0.5).astype(np.uint8)
+        label = "Input (darkened" + (", noise added)" if args.noise is not None else ")")
+        row = GridRow(name, {label: fit_longest_side(dark, 240)})
         for label, fn in models.items():
             row.tiles[label] = fit_longest_side(fn(dark), 240)
         row.tiles["Original"] = fit_longest_side(orig, 240)
