@@ -126,7 +126,7 @@ def test_unknown_denoise_mode_is_a_clear_error():
 
 
 def test_denoise_round_trips_and_configure_changes_options_not_weights(tmp_path):
-    from engan.cli.average import configure
+    from engan.cli.configure import configure
 
     src = save_generator(tmp_path / "g.safetensors", _gen("off", knee=0.8), extra={"step": 7})
     res = CliRunner().invoke(configure, [str(src), "--denoise", "chroma", "--out", str(tmp_path / "c.safetensors")])

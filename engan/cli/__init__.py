@@ -17,7 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("engan.cli.export:export", "Export a generator to ONNX (FP32/FP16/INT8), TensorRT and a Triton repository."),
     "eval": ("engan.cli.eval:eval_cmd", "Score a model and its peers on LOL / unpaired sets."),
     "average": ("engan.cli.average:average", "Average a run's last snapshots (or given generators) into one."),
-    "configure": ("engan.cli.average:configure", "Copy a generator with other inference options (--knee, --denoise)."),
+    "configure": ("engan.cli.configure:configure", "Copy a generator with other inference options (--knee, --denoise)."),
 }
 
 
