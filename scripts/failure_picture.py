@@ -51,8 +51,8 @@ def main() -> None:
         if args.noise is not None:
             noisy = add_sensor_noise(dark.astype(np.float32) / 255.0, np.random.default_rng(args.noise))
             dark = (noisy * 255.0 + 0.5).astype(np.uint8)
-        label = "Input (darkened" + (", noise added)" if args.noise is not None else ")")
-        row = GridRow(name, {label: fit_longest_side(dark, 240)})
+        input_label = "Input (darkened, noise added)" if args.noise is not None else "Input (darkened)"
+        row = GridRow(name, {input_label: fit_longest_side(dark, 240)})
         for label, fn in models.items():
             row.tiles[label] = fit_longest_side(fn(dark), 240)
         row.tiles["Original"] = fit_longest_side(orig, 240)

@@ -22,7 +22,6 @@ DENOISE_OPTION = click.option(
          "measures each. [default: the source's own, off unless set]")
 
 
-
 @click.command("average", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--last", type=click.IntRange(2), default=5, show_default=True,
@@ -66,4 +65,3 @@ def average(sources: tuple[str, ...], last: int, out: str | None, knee: float | 
     except CheckpointError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"averaged {len(paths)} generators ({', '.join(p.name for p in paths)}) -> {target}")
-

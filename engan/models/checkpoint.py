@@ -65,6 +65,19 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     return p
 
 
+def _own_metadata(cfg: GeneratorConfig) -> dict[str, str]:
+    """The ``engan.*`` keys :func:`save_generator` writes itself (extras come on top)."""
+    from engan import __version__
+
+    return {
+        "engan.version": __version__,
+        "engan.kind": "generator",
+        "engan.preset": preset_for_width(cfg.base_width),
+        # every GeneratorConfig field, so the file rebuilds its generator (read back by generator_config_from_metadata)
+        **{f"engan.{f.name}": str(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)},
+    }
+
+
 def save_generator(
     path: str | os.PathLike,
     model: torch.nn.Module,
@@ -73,17 +86,7 @@ def save_generator(
     """Save a generator's state dict as safetensors, atomically, with rebuild metadata."""
     from safetensors.torch import save
 
-    from engan import __version__
-
-    cfg: GeneratorConfig = model.config  # type: ignore[assignment]
-    meta = {
-        "format": "pt",
-        "engan.version": __version__,
-        "engan.kind": "generator",
-        "engan.preset": preset_for_width(cfg.base_width),
-        # every GeneratorConfig field, so the file rebuilds its generator (read back by generator_config_from_metadata)
-        **{f"engan.{f.name}": str(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)},
-    }
+    meta = {"format": "pt", **_own_metadata(model.config)}  # type: ignore[arg-type]
     for k, v in (extra or {}).items():
         meta[f"engan.{k}"] = v if isinstance(v, str) else json.dumps(v)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -109,9 +112,8 @@ def set_inference_options(model: torch.nn.Module, **options: Any) -> torch.nn.Mo
 def save_with_inference_options(src: str | os.PathLike, out: str | os.PathLike, **options: Any) -> Path:
     """Copy the generator ``src`` to ``out`` with other inference options; weights and other metadata unchanged."""
     model = set_inference_options(load_generator(src), **options)
-    skip = {"version", "kind", "preset"} | {f.name for f in dataclasses.fields(GeneratorConfig)}
-    extra = {k[len("engan."):]: v for k, v in read_metadata(src).items()
-             if k.startswith("engan.") and k[len("engan."):] not in skip}
+    own = _own_metadata(model.config)  # type: ignore[arg-type]
+    extra = {k[len("engan."):]: v for k, v in read_metadata(src).items() if k.startswith("engan.") and k not in own}
     return save_generator(out, model, extra=extra)
 
 
