@@ -107,6 +107,10 @@ class LossConfig:
     exposure_weight: float = 0.0
     #: mean luma the batch is pulled to; None = the normal-light set's own mean, measured at the start
     exposure_level: float | None = None
+    #: weight of the exposure-order term (:func:`engan.losses.exposure.exposure_order_loss`); 0 = off
+    order_weight: float = 0.0
+    #: stops out per stop in, relative to the batch, that the exposure-order term asks for
+    order_slope: float = 0.5
     #: weight of the identity term (:mod:`engan.losses.identity`, G(normal) = normal); 0 = off
     identity_weight: float = 0.0
     #: weight of the highlight term (:mod:`engan.losses.highlight`, bright pixels do not get brighter); 0 = off

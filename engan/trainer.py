@@ -42,7 +42,7 @@ from engan.data import Batch, DataError, ImageBank, Prefetcher, UnpairedBatches,
 from engan.distributed import DistInfo, barrier, broadcast_buffers, init_distributed, shutdown
 from engan.ema import ModelEMA
 from engan.losses import (
-    SFPLoss, build_feature_net, color_angle_loss, crop_patches, exposure_loss, highlight_loss, identity_loss,
+    SFPLoss, build_feature_net, color_angle_loss, crop_patches, exposure_loss, exposure_order_loss, highlight_loss, identity_loss,
     lsgan_d_loss, lsgan_g_loss, mean_luma_of_images, patch_offsets, ragan_d_loss, ragan_g_loss, to_disc_range,
 )
 from engan.models import PatchDiscriminator, count_parameters, create_generator
@@ -59,8 +59,8 @@ log = logging.getLogger("engan.train")
 RAW_GENERATOR_FILE = "generator_raw.safetensors"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
-LOSS_KEYS = ("g_total", "g_global", "g_local", "sfp_global", "sfp_local", "color", "exposure", "identity", "highlight",
-             "d_global", "d_local")
+LOSS_KEYS = ("g_total", "g_global", "g_local", "sfp_global", "sfp_local", "color", "exposure", "order", "identity",
+             "highlight", "d_global", "d_local")
 
 
 class RunDirError(RuntimeError):
@@ -291,10 +291,11 @@ class Trainer:
             sfp_loc = self.sfp(crop_patches(fake, offs, P), crop_patches(low, offs, P)) if lc.patch_sfp else zero
             col = color_angle_loss(fake, low, lc.color_cell) if lc.color_weight > 0 else zero
             expo = exposure_loss(fake, lc.exposure_level) if lc.exposure_weight > 0 else zero
+            order = exposure_order_loss(fake, low_in, lc.order_slope) if lc.order_weight > 0 else zero
             idt = identity_loss(same, normal) if lc.identity_weight > 0 else zero
             hl = highlight_loss(both, both_in) if lc.highlight_weight > 0 else zero
             loss_g = (g_glob + g_loc + lc.sfp_weight * (sfp_glob + sfp_loc) + lc.color_weight * col
-                      + lc.exposure_weight * expo + lc.identity_weight * idt
+                      + lc.exposure_weight * expo + lc.order_weight * order + lc.identity_weight * idt
                       + lc.highlight_weight * hl)
         if not self.amp and not torch.isfinite(loss_g):
             raise TrainingDiverged(
@@ -322,7 +323,7 @@ class Trainer:
         self.scaler.step(self.opt_dp)
         self.scaler.update()
         self.step_no = step + 1
-        parts = (loss_g, g_glob, g_loc, sfp_glob, sfp_loc, col, expo, idt, hl, d_glob, d_loc)
+        parts = (loss_g, g_glob, g_loc, sfp_glob, sfp_loc, col, expo, order, idt, hl, d_glob, d_loc)
         vals = torch.stack([v.detach().float() for v in parts]).cpu().tolist()  # one device sync
         out = dict(zip(LOSS_KEYS, vals))
         out["lr"] = lr

@@ -1,6 +1,7 @@
 """Losses on known tensors (exact numbers), patches, SFP and the feature networks."""
 from __future__ import annotations
 
+import math
 import sys
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 
 from engan.config import LossConfig
 from engan.losses import (
-    EfficientNetLite0Features, FeatureNetError, color_angle_loss, exposure_loss, highlight_loss, identity_loss, mean_luma_of_images, FrozenFeatures, SFPLoss, VGG16Relu51, build_feature_net,
+    EfficientNetLite0Features, FeatureNetError, color_angle_loss, exposure_loss, exposure_order_loss, highlight_loss, identity_loss, mean_luma_of_images, FrozenFeatures, SFPLoss, VGG16Relu51, build_feature_net,
     crop_patches, instance_norm, lsgan_d_loss, lsgan_g_loss, patch_offsets, ragan_d_loss, ragan_g_loss,
     to_disc_range,
 )
@@ -217,6 +218,29 @@ def test_exposure_loss_is_the_squared_gap_of_the_batch_mean_luma():
         exposure_loss(torch.rand(1, 1, 8, 8), 0.4)
     with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
         exposure_loss(grey, 40.0)
+
+
+def test_exposure_order_loss_asks_darker_inputs_for_darker_outputs_by_the_slope():
+    dark, bright = torch.full((1, 3, 8, 8), 0.05), torch.full((1, 3, 8, 8), 0.2)  # two stops apart
+    inputs = torch.cat([dark, bright])
+    flat = torch.full((2, 3, 8, 8), 0.4)  # both lifted to one brightness
+    # each crop is half of ln 4 (relative to the batch) off the 0.5-slope target: loss = (0.5 ln4 / 2)^2
+    expected = (0.5 * math.log(4) / 2) ** 2
+    assert exposure_order_loss(flat, inputs, 0.5, eps=0).item() == pytest.approx(expected, rel=1e-4)
+    assert exposure_order_loss(flat, inputs, 0.0, eps=0).item() == pytest.approx(0.0, abs=1e-10)
+    assert exposure_order_loss(inputs * 3, inputs, 1.0, eps=0).item() == pytest.approx(0.0, abs=1e-10)  # a gain keeps every stop
+    one_stop = torch.cat([torch.full((1, 3, 8, 8), 0.2), torch.full((1, 3, 8, 8), 0.4)])
+    assert exposure_order_loss(one_stop, inputs, 0.5, eps=0).item() == pytest.approx(0.0, abs=1e-8)
+    assert exposure_order_loss(flat[:1], inputs[:1], 0.5).item() == 0.0  # a batch of one has no order
+    negative = torch.cat([torch.full((1, 3, 8, 8), -0.1), bright])  # an unclamped train-mode output
+    assert math.isfinite(exposure_order_loss(negative, inputs, 0.5).item())
+    out = flat.clone().requires_grad_(True)
+    exposure_order_loss(out, inputs, 0.5).backward()
+    assert (out.grad[0] > 0).all() and (out.grad[1] < 0).all()  # a step darkens the dark crop, brightens the bright one
+    with pytest.raises(ValueError, match="two NCHW RGB batches"):
+        exposure_order_loss(flat, inputs[:1])
+    with pytest.raises(ValueError, match=r"slope 2.0 is outside \[0, 1\]"):
+        exposure_order_loss(flat, inputs, 2.0)
 
 
 def test_identity_loss_is_the_mean_absolute_difference():

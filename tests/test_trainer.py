@@ -217,7 +217,7 @@ def test_cli_train_then_resume_and_errors(data_dirs, tmp_path, monkeypatch):
     assert r.exit_code == 1 and "pass --resume to continue it" in r.output
     r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--steps", "2", "--color-weight", "5",
                                        "--exposure-weight", "3", "--exposure-level", "0.4", "--identity-weight", "2", "--highlight-weight", "4",
-                                       "--no-amp", "--darken-min", "0.5", "--darken-prob", "0.7", "--quiet"])
+                                       "--order-weight", "1.5", "--order-slope", "0.6", "--no-amp", "--darken-min", "0.5", "--darken-prob", "0.7", "--quiet"])
     assert r.exit_code == 0, r.output
     saved = json.loads((out / "config.json").read_text())
     assert saved["train"]["steps"] == 2 and saved["model"]["preset"] == "tiny" and saved["data"]["crop"] == 32
@@ -225,6 +225,7 @@ def test_cli_train_then_resume_and_errors(data_dirs, tmp_path, monkeypatch):
     assert saved["loss"]["exposure_weight"] == 3.0 and saved["loss"]["exposure_level"] == 0.4
     assert saved["loss"]["identity_weight"] == 2.0 and saved["train"]["amp"] is False
     assert saved["loss"]["highlight_weight"] == 4.0
+    assert (saved["loss"]["order_weight"], saved["loss"]["order_slope"]) == (1.5, 0.6)
     assert (saved["data"]["darken_min"], saved["data"]["darken_max"], saved["data"]["darken_prob"]) == (0.5, 4.0, 0.7)
     assert load_latest(out).step == 2
     r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--darken-min", "3", "--darken-max", "2"])
@@ -275,6 +276,7 @@ def _resume_with(data_dirs, out, **loss_fields):
 
 @pytest.mark.parametrize("key, fields", [("color", {"color_weight": 10.0, "color_cell": 8}),
                                          ("exposure", {"exposure_weight": 20.0}),
+                                         ("order", {"order_weight": 3.0, "order_slope": 0.7}),
                                          ("identity", {"identity_weight": 5.0}),
                                          ("highlight", {"highlight_weight": 5.0})])
 def test_optional_terms_add_to_the_generator_loss_and_can_be_switched_on_at_resume(data_dirs, tmp_path, key, fields):

@@ -21,6 +21,7 @@ _FIELDS = {
     "feature_net": ("loss", "feature_net"), "vgg_weights": ("loss", "vgg_weights"),
     "ndf": ("discriminator", "ndf"), "color_weight": ("loss", "color_weight"), "color_cell": ("loss", "color_cell"),
     "exposure_weight": ("loss", "exposure_weight"), "exposure_level": ("loss", "exposure_level"),
+    "order_weight": ("loss", "order_weight"), "order_slope": ("loss", "order_slope"),
     "identity_weight": ("loss", "identity_weight"), "highlight_weight": ("loss", "highlight_weight"),
     "amp": ("train", "amp"),
     "darken_prob": ("data", "darken_prob"), "darken_min": ("data", "darken_min"), "darken_max": ("data", "darken_max"),
@@ -161,6 +162,16 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
 @click.option("--exposure-level", type=click.FloatRange(0, 1), default=None,
               help="Mean luma in [0, 1] the exposure prior aims at. [default: the mean luma of the --normal "
                    "images, measured at the start and saved in config.json]")
+@click.option("--order-weight", type=click.FloatRange(0), default=None,
+              help="Weight of the exposure-order term: a crop that goes in darker than its batch-mates must come out "
+                   "darker too, by --order-slope stops per stop (log mean luma relative to the batch), so the "
+                   "generator cannot lift every input to one brightness, the failure of most seeds in MODEL_CARD.md "
+                   "'Seed study'. Not in the paper; 0 = off. Can be switched on at --resume. "
+                   f"[default: {_L.order_weight:g}]")
+@click.option("--order-slope", type=click.FloatRange(0, 1), default=None,
+              help="Output stops per input stop that the exposure-order term asks for: 1 keeps every stop of "
+                   "difference, 0 asks for none. [default: "
+                   f"{_L.order_slope:g}; the shipped v2 measures about 0.6 on the training photos]")
 @click.option("--identity-weight", type=click.FloatRange(0), default=None,
               help="Weight of the identity term: the normal-light crops go through the generator too (in the same "
                    "batch) and should come out unchanged (L1), so well-lit parts of a photo are not over-brightened "

@@ -1,6 +1,6 @@
-"""EnlightenGAN losses: relativistic/plain LSGAN, self-feature-preserving, optional colour, exposure, identity and highlight terms."""
+"""EnlightenGAN losses: relativistic/plain LSGAN, self-feature-preserving, optional colour, exposure, exposure-order, identity and highlight terms."""
 from engan.losses.color import color_angle_loss
-from engan.losses.exposure import exposure_loss, mean_luma_of_images
+from engan.losses.exposure import exposure_loss, exposure_order_loss, mean_luma_of_images
 from engan.losses.feature_nets import (
     FEATURE_NETS, EfficientNetLite0Features, FeatureNetError, FrozenFeatures, VGG16Relu51, build_feature_net,
 )
@@ -14,5 +14,5 @@ __all__ = [
     "FEATURE_NETS", "EfficientNetLite0Features", "FeatureNetError", "FrozenFeatures", "VGG16Relu51",
     "build_feature_net", "lsgan_d_loss", "lsgan_g_loss", "ragan_d_loss", "ragan_g_loss", "to_disc_range",
     "crop_patches", "patch_offsets", "SFPLoss", "instance_norm", "color_angle_loss",
-    "exposure_loss", "mean_luma_of_images", "identity_loss", "highlight_loss",
+    "exposure_loss", "exposure_order_loss", "mean_luma_of_images", "identity_loss", "highlight_loss",
 ]

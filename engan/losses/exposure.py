@@ -8,6 +8,12 @@ way a per-patch exposure loss (Zero-DCE's) forces them. ``level`` defaults to
 the mean luma of the training set's normal-light images
 (:func:`mean_luma_of_images`), so no paired or evaluation data enters it. Not
 in the paper: an optional stabiliser (``LossConfig.exposure_weight``, 0 = off).
+
+:func:`exposure_order_loss` keeps the *order* of exposures in a batch: a crop that went in two stops
+darker than its batch-mates should come out darker too, by ``slope`` times as many stops. Without it
+most seeds of the curve-residual recipe learned, mid-training, to lift every input to the same
+brightness ("flattening", MODEL_CARD.md "Seed study"); the batch-mean prior above cannot see that.
+Also not in the paper (``LossConfig.order_weight``, 0 = off).
 """
 from __future__ import annotations
 
@@ -31,6 +37,27 @@ def exposure_loss(output: torch.Tensor, level: float) -> torch.Tensor:
     if not 0.0 <= level <= 1.0:
         raise ValueError(f"exposure level {level} is outside [0, 1] (it is a mean luma of [0, 1] images)")
     return (luma(output.float()).mean() - level) ** 2
+
+
+def exposure_order_loss(output: torch.Tensor, inputs: torch.Tensor, slope: float = 0.5,
+                        eps: float = 1e-3) -> torch.Tensor:
+    """Mean squared gap between each crop's relative output exposure and ``slope`` x its input's.
+
+    Relative exposure is a crop's log mean luma minus the batch's mean of those, so the absolute level
+    is left to the adversarial losses and :func:`exposure_loss`; a batch of one gives 0.
+
+    Raises:
+        ValueError: ``output`` and ``inputs`` are not NCHW RGB batches of one size, or ``slope`` is outside [0, 1].
+    """
+    if output.dim() != 4 or output.shape[1] != 3 or output.shape[0] != inputs.shape[0] or inputs.dim() != 4:
+        raise ValueError(f"exposure_order_loss needs two NCHW RGB batches of one size, got {tuple(output.shape)} "
+                         f"and {tuple(inputs.shape)}")
+    if not 0.0 <= slope <= 1.0:
+        raise ValueError(f"exposure order slope {slope} is outside [0, 1] (1 keeps every stop, 0 flattens)")
+    # a train-mode residual may dip below 0; a crop whose mean does is held at log(eps), not NaN
+    lo = torch.log(luma(output.float()).mean((1, 2, 3)).clamp(min=0) + eps)
+    li = torch.log(luma(inputs.float()).mean((1, 2, 3)).clamp(min=0) + eps)
+    return (((lo - lo.mean()) - slope * (li - li.mean())) ** 2).mean()
 
 
 def mean_luma_of_images(images: Iterable[np.ndarray]) -> float:
