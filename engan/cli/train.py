@@ -67,6 +67,13 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
     )
 
 
+
+def _term_weight(flag: str, field: str, what: str):
+    """``--X-weight`` of an optional loss term: ``what`` it does, then the text every such term shares."""
+    return click.option(flag, type=click.FloatRange(0), default=None,
+                        help=f"{what} Not in the paper; 0 = off. Can be switched on at --resume. "
+                             f"[default: {getattr(_L, field):g}]")
+
 @click.command("train", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--low", type=click.Path(file_okay=False), default=None,
               help="Folder of low-light images (recursive; PNG/JPEG/BMP/TIFF/WebP, any size >= --crop). "
@@ -154,35 +161,31 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
                    f"at --resume. [default: {_L.color_weight:g}; the shipped model: see MODEL_CARD.md]")
 @click.option("--color-cell", type=click.IntRange(1), default=None,
               help=f"Side in pixels of the averaging cells of the colour term's local part. [default: {_L.color_cell}]")
-@click.option("--exposure-weight", type=click.FloatRange(0), default=None,
-              help="Weight of the exposure prior: pulls the batch's mean brightness (BT.601 luma) to "
-                   "--exposure-level, so the model brightens as much as the well-lit set is bright; single crops "
-                   "may stay darker or brighter. Not in the paper; 0 = off. Can be switched on at --resume. "
-                   f"[default: {_L.exposure_weight:g}]")
+@_term_weight("--exposure-weight", "exposure_weight",
+              "Weight of the exposure prior: pulls the batch's mean brightness (BT.601 luma) to "
+              "--exposure-level, so the model brightens as much as the well-lit set is bright; single crops may "
+              "stay darker or brighter.")
 @click.option("--exposure-level", type=click.FloatRange(0, 1), default=None,
               help="Mean luma in [0, 1] the exposure prior aims at. [default: the mean luma of the --normal "
                    "images, measured at the start and saved in config.json]")
-@click.option("--order-weight", type=click.FloatRange(0), default=None,
-              help="Weight of the exposure-order term: a crop that goes in darker than its batch-mates must come out "
-                   "darker too, by --order-slope stops per stop (log mean luma relative to the batch), so the "
-                   "generator cannot lift every input to one brightness, the failure of most seeds in MODEL_CARD.md "
-                   "'Seed study'. Not in the paper; 0 = off. Can be switched on at --resume. "
-                   f"[default: {_L.order_weight:g}]")
+@_term_weight("--order-weight", "order_weight",
+              "Weight of the exposure-order term: a crop that goes in darker than its batch-mates must come out "
+              "darker too, by --order-slope stops per stop (log mean luma relative to the batch), so the "
+              "generator cannot lift every input to one brightness, the failure of most seeds in MODEL_CARD.md "
+              "'Seed study'.")
 @click.option("--order-slope", type=click.FloatRange(0, 1), default=None,
               help="Output stops per input stop that the exposure-order term asks for: 1 keeps every stop of "
                    "difference, 0 asks for none. [default: "
                    f"{_L.order_slope:g}; the shipped v2 measures about 0.6 on the training photos]")
-@click.option("--identity-weight", type=click.FloatRange(0), default=None,
-              help="Weight of the identity term: the normal-light crops go through the generator too (in the same "
-                   "batch) and should come out unchanged (L1), so well-lit parts of a photo are not over-brightened "
-                   "or clipped. About 1.4x the step time. Not in the paper; 0 = off. Can be switched on at --resume. "
-                   f"[default: {_L.identity_weight:g}]")
-@click.option("--highlight-weight", type=click.FloatRange(0), default=None,
-              help="Weight of the highlight term: pixels already bright in the generator's input (largest channel "
-                   "above 0.35, full weight from 0.45) must not come out brighter, on the low-light crops and on "
-                   "the normal-light crops (fed through the generator in the same batch, as the identity term does), "
-                   "so bright photos are not clipped. Dark and mid-tone pixels are left free. Not in the paper; "
-                   f"0 = off. Can be switched on at --resume. [default: {_L.highlight_weight:g}]")
+@_term_weight("--identity-weight", "identity_weight",
+              "Weight of the identity term: the normal-light crops go through the generator too (in the same "
+              "batch) and should come out unchanged (L1), so well-lit parts of a photo are not over-brightened "
+              "or clipped. About 1.4x the step time.")
+@_term_weight("--highlight-weight", "highlight_weight",
+              "Weight of the highlight term: pixels already bright in the generator's input (largest channel "
+              "above 0.35, full weight from 0.45) must not come out brighter, on the low-light crops and on the "
+              "normal-light crops (fed through the generator in the same batch, as the identity term does), so "
+              "bright photos are not clipped. Dark and mid-tone pixels are left free.")
 @click.option("--threads", type=click.IntRange(0), default=None,
               help="CPU threads for torch (torch.set_num_threads); 0 keeps torch's default. [default: 0]")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar. [default: off]")
