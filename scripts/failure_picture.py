@@ -18,6 +18,7 @@ import numpy as np
 from engan.data.augment import add_sensor_noise
 from engan.eval.datasets import fit_longest_side
 from engan.eval.enhancers import make_enhance_fn
+from engan.eval.metrics import to_uint8
 from engan.eval.grid import compose_grid
 from engan.eval.public_dark import darken, sample_photo
 from engan.eval.runner import GridRow
@@ -50,7 +51,7 @@ def main() -> None:
         dark = darken(orig)
         if args.noise is not None:
             noisy = add_sensor_noise(dark.astype(np.float32) / 255.0, np.random.default_rng(args.noise))
-            dark = (noisy * 255.0 + 0.5).astype(np.uint8)
+            dark = to_uint8(noisy)
         input_label = "Input (darkened, noise added)" if args.noise is not None else "Input (darkened)"
         row = GridRow(name, {input_label: fit_longest_side(dark, 240)})
         for label, fn in models.items():

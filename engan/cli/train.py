@@ -67,12 +67,12 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
     )
 
 
-
 def _term_weight(flag: str, field: str, what: str):
     """``--X-weight`` of an optional loss term: ``what`` it does, then the text every such term shares."""
     return click.option(flag, type=click.FloatRange(0), default=None,
                         help=f"{what} Not in the paper; 0 = off. Can be switched on at --resume. "
                              f"[default: {getattr(_L, field):g}]")
+
 
 @click.command("train", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--low", type=click.Path(file_okay=False), default=None,
