@@ -239,6 +239,8 @@ def test_exposure_order_loss_asks_darker_inputs_for_darker_outputs_by_the_slope(
     assert (out.grad[0] > 0).all() and (out.grad[1] < 0).all()  # a step darkens the dark crop, brightens the bright one
     with pytest.raises(ValueError, match="two NCHW RGB batches"):
         exposure_order_loss(flat, inputs[:1])
+    with pytest.raises(ValueError, match=r"two NCHW RGB batches of one shape, got \(2, 3, 8, 8\) and \(2, 1, 8, 8\)"):
+        exposure_order_loss(flat, inputs[:, :1])  # a grey input batch
     with pytest.raises(ValueError, match=r"slope 2.0 is outside \[0, 1\]"):
         exposure_order_loss(flat, inputs, 2.0)
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from engan.eval.metrics import brightness
+from engan.losses.checks import check_rgb_pair
 from engan.models.generator import luma
 
 
@@ -47,11 +48,9 @@ def exposure_order_loss(output: torch.Tensor, inputs: torch.Tensor, slope: float
     is left to the adversarial losses and :func:`exposure_loss`; a batch of one gives 0.
 
     Raises:
-        ValueError: ``output`` and ``inputs`` are not NCHW RGB batches of one size, or ``slope`` is outside [0, 1].
+        ValueError: ``output`` and ``inputs`` are not NCHW RGB batches of one shape, or ``slope`` is outside [0, 1].
     """
-    if output.dim() != 4 or output.shape[1] != 3 or output.shape[0] != inputs.shape[0] or inputs.dim() != 4:
-        raise ValueError(f"exposure_order_loss needs two NCHW RGB batches of one size, got {tuple(output.shape)} "
-                         f"and {tuple(inputs.shape)}")
+    check_rgb_pair("exposure_order_loss", output, inputs)
     if not 0.0 <= slope <= 1.0:
         raise ValueError(f"exposure order slope {slope} is outside [0, 1] (1 keeps every stop, 0 flattens)")
     # a train-mode residual may dip below 0; a crop whose mean does is held at log(eps), not NaN
