@@ -150,6 +150,9 @@ class TrainConfig:
     amp: bool = True  # only used on CUDA
     threads: int = 0  # torch.set_num_threads on CPU; 0 keeps torch's default
     channels_last: bool = True  # NHWC memory format for G and Ds (faster on CPU and CUDA)
+    #: generator weights a new run starts from (a .safetensors generator; "" = random init, the authors');
+    #: the discriminators always start fresh, and a resumed run takes everything from its own state
+    pretrained: str = ""
 
 
 @dataclass(frozen=True)

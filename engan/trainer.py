@@ -46,7 +46,9 @@ from engan.losses import (
     lsgan_d_loss, lsgan_g_loss, mean_luma_of_images, patch_offsets, ragan_d_loss, ragan_g_loss, to_disc_range,
 )
 from engan.models import PatchDiscriminator, count_parameters, create_generator
-from engan.models.checkpoint import SNAPSHOT_DIR, read_metadata, GENERATOR_FILE, save_generator, snapshot_name
+from engan.models.checkpoint import (
+    GENERATOR_FILE, SNAPSHOT_DIR, CheckpointError, load_generator, read_metadata, save_generator, snapshot_name,
+)
 from engan.runtime.atomic import atomic_write_text
 from engan.sampling import sample_inputs, write_sample_grid
 from engan.schedule import lr_at
@@ -69,6 +71,10 @@ class RunDirError(RuntimeError):
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN/inf."""
+
+
+#: generator fields that decide the tensors' shapes and meaning: --pretrained weights must agree on them
+PRETRAINED_MUST_MATCH = ("base_width", "head", "curve_iters", "align_corners")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -117,6 +123,7 @@ class Trainer:
     Raises:
         DataError: a data folder is missing, empty or unusable (before any model is built).
         RunDirError: ``out_dir`` exists without ``resume``, or ``resume`` with other architecture options.
+        engan.models.checkpoint.CheckpointError: ``train.pretrained`` is unreadable or another generator.
         engan.losses.FeatureNetError: the SFP feature network cannot be built.
     """
 
@@ -170,7 +177,10 @@ class Trainer:
         # models (same seed on every rank -> same init; DDP broadcasts rank 0's anyway)
         torch.manual_seed(tc.seed)
         dcfg = config.discriminator
-        self.G = create_generator(config.model.generator).to(self.device)
+        self.G = create_generator(config.model.generator)
+        if tc.pretrained and not (resume and has_state(self.out)):
+            self._load_pretrained(Path(tc.pretrained))
+        self.G.to(self.device)
         self.D_A = PatchDiscriminator(3, dcfg.ndf, dcfg.global_layers).to(self.device)
         self.D_P = PatchDiscriminator(3, dcfg.ndf, dcfg.local_layers).to(self.device)
         self.sfp = SFPLoss(build_feature_net(config.loss)).to(self.device)
@@ -203,6 +213,19 @@ class Trainer:
             self.DA_run = DDP(self.D_A, device_ids=ids)
             self.DP_run = DDP(self.D_P, device_ids=ids)
         self._tb = None
+
+    def _load_pretrained(self, path: Path) -> None:
+        """Start the generator from ``path``'s weights (a fine-tune); it must be the generator this run builds."""
+        source = load_generator(path)
+        diff = [f"{f} {getattr(source.config, f)} in the file, {getattr(self.G.config, f)} in this run"
+                for f in PRETRAINED_MUST_MATCH if getattr(source.config, f) != getattr(self.G.config, f)]
+        if diff:
+            raise CheckpointError(
+                f"--pretrained {path} holds another generator than this run builds ({'; '.join(diff)}); "
+                "leave out --preset/--head/--curve-iters to take the file's, or pass a matching generator"
+            )
+        self.G.load_state_dict(source.state_dict())
+        log.info("generator initialised from %s", path)
 
     def _resolve_exposure_level(self, normal: ImageBank) -> None:
         """With the exposure term on and no level given, use the normal-light set's mean luma (saved in config.json)."""

@@ -316,3 +316,51 @@ def test_exposure_level_defaults_to_the_normal_sets_mean_luma(data_dirs, tmp_pat
     assert Trainer(cfg2, tmp_path / "r2", progress=False).cfg.loss.exposure_level == 0.35
     with pytest.raises(DataError, match="--exposure-level"):
         Trainer(cfg, tmp_path / "r3", progress=False, load_data=False)
+
+
+def test_pretrained_generator_starts_the_run_and_must_match(data_dirs, tmp_path, tiny_checkpoint):
+    from engan.models.checkpoint import CheckpointError
+
+    start = load_generator(tiny_checkpoint)
+    t = Trainer(tiny_config(data_dirs, steps=1, pretrained=str(tiny_checkpoint), seed=5), tmp_path / "ft", progress=False)
+    for name, tensor in start.state_dict().items():  # G and its EMA copy both start from the file, not seed 5's init
+        assert torch.equal(t.G.state_dict()[name], tensor), name
+        assert torch.equal(t.ema.module.state_dict()[name], tensor), name
+    t.fit()
+    assert not torch.equal(t.G.conv1_1.weight, start.conv1_1.weight)  # and then it trains
+    t.close()
+    # another head: refused before any step, naming the file and the field that differs
+    cfg = tiny_config(data_dirs, steps=1, pretrained=str(tiny_checkpoint))
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, generator=dataclasses.replace(
+        cfg.model.generator, head="curve")))
+    with pytest.raises(CheckpointError, match=r"--pretrained .*generator\.safetensors holds another generator .*"
+                                              r"head residual in the file, curve in this run"):
+        Trainer(cfg, tmp_path / "ft2", progress=False)
+
+
+def test_cli_pretrained_takes_the_files_architecture_and_names_bad_values(tmp_path):
+    import torch as _torch
+
+    from conftest import tiny_train_args
+    from engan.config import GeneratorConfig
+    from engan.models import UNetGenerator
+    from engan.models.checkpoint import save_generator
+
+    _torch.manual_seed(1)
+    src = save_generator(tmp_path / "curve.safetensors",
+                         UNetGenerator(GeneratorConfig(base_width=4, head="curve-residual", knee=0.8)).eval())
+    (tmp_path / "data").mkdir()
+    args = tiny_train_args(tmp_path / "data", tmp_path / "run")
+    no_preset = [a for i, a in enumerate(args) if a != "--preset" and (i == 0 or args[i - 1] != "--preset")]
+    r = CliRunner().invoke(train_cmd, [*no_preset, "--pretrained", str(src)])
+    assert r.exit_code == 0, r.output
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["preset"] == "tiny" and saved["train"]["pretrained"] == str(src.resolve())
+    assert (saved["model"]["generator"]["head"], saved["model"]["generator"]["knee"]) == ("curve-residual", 0.8)
+    r = CliRunner().invoke(train_cmd, [*tiny_train_args(tmp_path / "data", tmp_path / "run2"), "--pretrained", str(src)])
+    assert r.exit_code == 1 and "head curve-residual in the file, residual in this run" in r.output
+    r = CliRunner().invoke(train_cmd, [*args, "--pretrained", str(tmp_path / "missing.safetensors")])
+    assert r.exit_code == 2 and "missing.safetensors is not an existing generator file or run folder" in r.output
+    r = CliRunner().invoke(train_cmd, [*args, "--pretrained", str(tmp_path / "data")])
+    assert r.exit_code == 2 and "is a folder without generator.safetensors" in r.output
+    assert "--pretrained PATH|NAME" in CliRunner().invoke(train_cmd, ["--help"]).output

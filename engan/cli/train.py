@@ -8,7 +8,9 @@ from pathlib import Path
 
 import click
 
-from engan.config import GENERATOR_HEADS, GENERATOR_PRESETS, DataConfig, ExperimentConfig, LossConfig, TrainConfig
+from engan.config import (
+    GENERATOR_HEADS, GENERATOR_PRESETS, DataConfig, ExperimentConfig, LossConfig, ModelConfig, TrainConfig,
+)
 
 _D, _T, _L = DataConfig(), TrainConfig(), LossConfig()
 
@@ -25,18 +27,23 @@ _FIELDS = {
     "identity_weight": ("loss", "identity_weight"), "highlight_weight": ("loss", "highlight_weight"),
     "amp": ("train", "amp"),
     "darken_prob": ("data", "darken_prob"), "darken_min": ("data", "darken_min"), "darken_max": ("data", "darken_max"),
-    "noise_prob": ("data", "noise_prob"),
+    "noise_prob": ("data", "noise_prob"), "pretrained": ("train", "pretrained"),
 }
 
 
 def build_config(low: str | None, normal: str | None, preset: str | None, base: ExperimentConfig | None,
-                 **opts) -> ExperimentConfig:
-    """Options over ``base`` (the saved config on --resume, else the defaults); unset options keep ``base``."""
+                 model: ModelConfig | None = None, **opts) -> ExperimentConfig:
+    """Options over ``base`` (the saved config on --resume, else the defaults); unset options keep ``base``.
+
+    ``model``: the generator of a new run when ``preset`` is not given (``--pretrained``: the file's own).
+    """
     from engan.config import model_config
 
     cfg = base or ExperimentConfig()
     if preset is not None:
         cfg = dataclasses.replace(cfg, model=model_config(preset))
+    elif model is not None:
+        cfg = dataclasses.replace(cfg, model=model)
     elif base is None:
         cfg = dataclasses.replace(cfg, model=model_config("paper"))
     head = {k: opts.pop(k) for k in ("head", "curve_iters") if opts.get(k) is not None}
@@ -65,6 +72,36 @@ def build_config(low: str | None, normal: str | None, preset: str | None, base: 
         loss=dataclasses.replace(cfg.loss, **sections["loss"]),
         discriminator=dataclasses.replace(cfg.discriminator, **sections["discriminator"]),
     )
+
+
+def pretrained_model(value: str) -> tuple[Path, ModelConfig]:
+    """``--pretrained``: a generator file, a run folder or a shipped model name -> (file, its ModelConfig).
+
+    Raises:
+        click.BadParameter: nothing usable at ``value`` (the message says what to pass).
+    """
+    from engan.config import preset_for_width
+    from engan.models.checkpoint import CheckpointError, generator_config_from_metadata, read_metadata, resolve_checkpoint
+    from engan.runtime.shipped import list_shipped, shipped_model_path
+
+    given = Path(value).expanduser()
+    shipped = list_shipped("safetensors")
+    try:
+        if given.exists():
+            path = resolve_checkpoint(given).resolve()
+        elif value in shipped:
+            path = shipped_model_path(value, "safetensors")
+        else:
+            raise CheckpointError(
+                f"{value} is not an existing generator file or run folder, nor a shipped model "
+                f"({', '.join(shipped) if shipped else 'none ships with this build'}); pass RUN_DIR/generator.safetensors, "
+                "a snapshot, a run folder or a shipped name"
+            )
+        meta = read_metadata(path)
+        gen = generator_config_from_metadata(meta)
+    except CheckpointError as e:
+        raise click.BadParameter(str(e), param_hint="--pretrained") from None
+    return path, ModelConfig(preset=meta.get("engan.preset", preset_for_width(gen.base_width)), generator=gen)
 
 
 def _term_weight(flag: str, field: str, what: str):
@@ -186,6 +223,11 @@ def _term_weight(flag: str, field: str, what: str):
               "above 0.35, full weight from 0.45) must not come out brighter, on the low-light crops and on the "
               "normal-light crops (fed through the generator in the same batch, as the identity term does), so "
               "bright photos are not clipped. Dark and mid-tone pixels are left free.")
+@click.option("--pretrained", type=str, default=None, metavar="PATH|NAME",
+              help="Start the generator from these weights instead of a random init (a fine-tune): a .safetensors "
+                   "generator, a run folder, or a shipped model name (engan-lite). The run takes the file's "
+                   "architecture unless --preset/--head/--curve-iters say otherwise (then they must match it); the "
+                   "discriminators start fresh. Not in the paper. Ignored on --resume. [default: random init]")
 @click.option("--threads", type=click.IntRange(0), default=None,
               help="CPU threads for torch (torch.set_num_threads); 0 keeps torch's default. [default: 0]")
 @click.option("--quiet", is_flag=True, default=False, help="No progress bar. [default: off]")
@@ -201,6 +243,7 @@ def train(low, normal, out, preset, resume, quiet, **opts) -> None:
     """
     from engan.data import DataError
     from engan.losses import FeatureNetError
+    from engan.models.checkpoint import CheckpointError
     from engan.train_state import StateError
     from engan.trainer import CONFIG_FILE, RunDirError, Trainer, TrainingDiverged
 
@@ -215,8 +258,12 @@ def train(low, normal, out, preset, resume, quiet, **opts) -> None:
         base = ExperimentConfig.from_dict(json.loads(cfg_file.read_text()))
     elif low is None or normal is None:
         raise click.UsageError("a new run needs --low DIR and --normal DIR")
+    model = None
+    if opts.get("pretrained") is not None:
+        path, model = pretrained_model(opts["pretrained"])
+        opts["pretrained"] = str(path)
     try:
-        cfg = build_config(low, normal, preset, base, **opts)
+        cfg = build_config(low, normal, preset, base, model=None if resume else model, **opts)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     try:
@@ -225,7 +272,7 @@ def train(low, normal, out, preset, resume, quiet, **opts) -> None:
             trainer.fit()
         finally:
             trainer.close()
-    except (DataError, FeatureNetError, RunDirError, StateError, TrainingDiverged) as e:
+    except (CheckpointError, DataError, FeatureNetError, RunDirError, StateError, TrainingDiverged) as e:
         raise click.ClickException(str(e)) from None
     if trainer.is_main:
         click.echo(f"done: {out_dir / 'generator.safetensors'} (step {trainer.step_no})")
