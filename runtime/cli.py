@@ -48,7 +48,9 @@ from engan.runtime.imageio import (
     read_image,
     write_image,
 )
-from engan.runtime.prepost import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, PAD_MULTIPLE
+from engan.runtime.prepost import (
+    DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, FADE_RANGE, LUMA_WEIGHTS, PAD_MULTIPLE, check_fade_range,
+)
 from engan.runtime.report import ReportEntry, compare_image, display_path, write_index_html
 
 #: Exit codes.
@@ -103,6 +105,7 @@ class InferOptions:
     compare: bool = False
     html: bool = False
     quiet: bool = False
+    fade: tuple[float, float] | None = None
 
 
 @dataclass
@@ -394,7 +397,7 @@ def load_enhancer(opts: InferOptions) -> EnhancerLike:
         from engan.runtime.enhancer import Enhancer
 
         kwargs: dict[str, Any] = {"backend": opts.backend, "device": opts.device}
-        for name in ("max_pixels", "tile", "threads"):  # unset: keep the runtime's defaults
+        for name in ("max_pixels", "tile", "threads", "fade"):  # unset: keep the runtime's defaults
             if getattr(opts, name) is not None:
                 kwargs[name] = getattr(opts, name)
         return Enhancer.load(opts.model, **kwargs)
@@ -417,6 +420,25 @@ def enhance_pixels(enhancer: EnhancerLike, pixels: Pixels) -> Pixels:
     elif out.size != pixels.size:
         raise TypeError(f"the enhancer returned size {out.size} for {pixels.size}")
     return out
+
+
+#: said once per run when --fade-bright is off and a photo is already as bright as the fade's upper end
+WELL_EXPOSED_NOTE = (f"already well exposed (mean luma at least {FADE_RANGE[1]:g}): the model brightens such photos "
+                     "further; --fade-bright leaves them as they are")
+
+
+def mean_luma(pixels: Pixels) -> float | None:
+    """Mean Rec.601 luma in [0, 1] of a decoded image (None for kinds it does not read: 32-bit, float)."""
+    if isinstance(pixels, Image.Image):
+        if pixels.mode not in ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+            return None
+        return float(np.asarray(pixels.convert("L"), dtype=np.float64).mean()) / 255.0
+    a = np.asarray(pixels)
+    if a.dtype != np.uint16 or a.ndim != 3:
+        return None
+    rgb = a[..., :3] if a.shape[2] >= 3 else a[..., :1]
+    w = np.asarray(LUMA_WEIGHTS if rgb.shape[2] == 3 else (1.0,))
+    return float((rgb.mean(axis=(0, 1)) * w).sum()) / 65535.0
 
 
 def _batch_key(dec: DecodedImage) -> tuple | None:
@@ -488,6 +510,8 @@ class _Pipeline:
     def _encode(self, job: Job, dec: DecodedImage, enhanced: Pixels) -> list[str]:
         notes = write_image(job.out, enhanced, fmt=job.fmt, quality=self.opts.quality,
                             icc_profile=dec.icc_profile, exif=dec.exif, png_compress=self.opts.png_compress)
+        if self.opts.fade is None and (mean_luma(dec.pixels) or 0.0) >= FADE_RANGE[1]:
+            notes = [*notes, WELL_EXPOSED_NOTE]
         if job.compare is not None:
             write_image(job.compare, compare_image(dec.pixels, enhanced), fmt=job.fmt,
                         quality=self.opts.quality, icc_profile=dec.icc_profile,
@@ -659,7 +683,7 @@ def run(opts: InferOptions, enhancer: EnhancerLike | None = None) -> RunResult:
 
 #: Enhancer.info keys shown on the console (first three) and on the HTML page.
 _INFO_KEYS = ("model", "backend", "device", "precision", "model_name", "preset", "params",
-              "threads", "max_pixels", "tile", "reason")
+              "threads", "max_pixels", "tile", "fade", "reason")
 
 
 def _describe(info: dict, n_work: int, n_skip: int, out_dir: Path) -> str:
@@ -765,13 +789,23 @@ def _write_html(opts: InferOptions, result: RunResult) -> None:
 @click.option("--html", is_flag=True,
               help="Write OUTPUT_DIR/index.html showing every input next to its result, with "
                    "sizes, timings and the backend used (links are relative).")
+@click.option("--fade-bright", is_flag=True,
+              help="Fade the enhancement out for photos that are not dark, by each photo's mean "
+                   f"brightness (luma): full up to {FADE_RANGE[0]:g} (the brightest of the dark training photos), "
+                   f"none from {FADE_RANGE[1]:g} (the well-lit training photos' mean), smooth in between. Use it "
+                   "on folders that mix dark and well-exposed photos: the model alone washes the "
+                   "well-exposed ones out. Same pixels on every backend (applied by the runtime, "
+                   "over the whole image, tiled or not).  [default: off, the model's output as it is]")
+@click.option("--fade-range", type=(float, float), default=None, metavar="LO HI",
+              help=f"Mean-luma range of --fade-bright (implies it), 0 <= LO < HI <= 1.  "
+                   f"[default: {FADE_RANGE[0]:g} {FADE_RANGE[1]:g}]")
 @click.option("-q", "--quiet", is_flag=True,
               help="No progress bar, warnings or summary; only 'FAILED' lines are printed.")
 def main(inputs: tuple[str, ...], output_dir: Path, model: str | None, backend: str, device: str,
          ext: str, quality: int, png_compress: int, suffix: str, skip_existing: bool, overwrite: bool,
          recursive: bool, max_pixels: int | None, tile: int | None, threads: int | None,
          max_image_pixels: int, workers: int, batch: int, compare: bool, html: bool,
-         quiet: bool) -> None:
+         fade_bright: bool, fade_range: tuple[float, float] | None, quiet: bool) -> None:
     """Enhance low-light photos with EnlightenGAN, without PyTorch.
 
     INPUT... are image files, folders or glob patterns (quote them to let engan-infer
@@ -799,13 +833,19 @@ def main(inputs: tuple[str, ...], output_dir: Path, model: str | None, backend: 
             raise click.BadParameter(
                 f"{tile}x{tile} tiles exceed the {budget}-pixel budget of one model call; "
                 f"use a smaller --tile or raise --max-pixels to at least {tile * tile}", param_hint="--tile")
+    fade = None
+    if fade_bright or fade_range is not None:
+        try:
+            fade = check_fade_range(fade_range or FADE_RANGE)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--fade-range") from None
     opts = InferOptions(
         inputs=tuple(inputs), output_dir=output_dir, model=model, backend=backend.lower(),
         device=device.lower(), ext=ext.lower(), quality=quality, png_compress=png_compress, suffix=suffix,
         existing="skip" if skip_existing else "overwrite" if overwrite else "refuse",
         recursive=recursive, max_pixels=max_pixels, tile=tile, threads=threads,
         max_image_pixels=max_image_pixels, workers=workers, batch=batch, compare=compare,
-        html=html, quiet=quiet)
+        html=html, quiet=quiet, fade=fade)
     result = run(opts)
     if not quiet:
         if result.interrupted:

@@ -116,6 +116,9 @@ class Enhancer:
         tile: force square tiles of this side (a multiple of 16).
         overlap: tile overlap in pixels.
         reason: why this backend was chosen (shown in :attr:`info`).
+        fade: ``(lo, hi)`` mean-luma range over which the enhancement fades out for photos
+            that are not dark (:func:`engan.runtime.prepost.fade_bright`; the default range is
+            :data:`engan.runtime.prepost.FADE_RANGE`). None (default): the model's output as it is.
     """
 
     def __init__(
@@ -125,8 +128,10 @@ class Enhancer:
         tile: int | None = None,
         overlap: int = prepost.DEFAULT_OVERLAP,
         reason: str = "",
+        fade: tuple[float, float] | None = None,
     ) -> None:
         _check_tiling(max_pixels, tile, overlap)
+        self.fade = None if fade is None else prepost.check_fade_range(fade)
         self.backend = backend
         self.max_pixels = max_pixels
         self.tile = tile
@@ -152,6 +157,7 @@ class Enhancer:
         providers: Sequence[str] | None = None,
         precision: str = "fp32",
         cpu_int8: bool = True,
+        fade: tuple[float, float] | None = None,
     ) -> "Enhancer":
         """Load a model on the best (or the named) backend.
 
@@ -175,6 +181,10 @@ class Enhancer:
                 (``<stem>.int8.onnx``, same checkpoint) next to an ``.onnx`` when there is
                 one, as the shipped model has; False runs the given file (``engan eval``
                 scores models as given).
+            fade: ``(lo, hi)``: fade the enhancement out for photos whose mean luma is above
+                ``lo`` (none left from ``hi``), so well-exposed photos in a mixed folder are not
+                washed out; ``prepost.FADE_RANGE`` is the measured default range. None (default):
+                the model's output as it is.
 
         Raises:
             ModelNotShippedError: no model given and none ships (the message says what to pass).
@@ -182,6 +192,8 @@ class Enhancer:
             BackendUnavailable: the backend's library is missing (the message names the pip extra).
         """
         _check_tiling(max_pixels, tile, overlap)
+        if fade is not None:
+            prepost.check_fade_range(fade)  # before any model is loaded
         path = resolve_model(model, backend)
         sel = select_backend(path, backend, device, cpu_int8=cpu_int8)
         if precision != "fp32" and sel.backend != "torch":
@@ -213,7 +225,7 @@ class Enhancer:
         note = getattr(be, "fallback_note", "")
         if note:
             reason = f"{reason}; {note}"
-        return cls(be, max_pixels=max_pixels, tile=tile, overlap=overlap, reason=reason)
+        return cls(be, max_pixels=max_pixels, tile=tile, overlap=overlap, reason=reason, fade=fade)
 
     # ------------------------------------------------------------------ info
     @property
@@ -236,6 +248,7 @@ class Enhancer:
             "max_pixels": self.max_pixels,
             "tile": self.tile,
             "overlap": self.overlap,
+            "fade": list(self.fade) if self.fade else None,
             "pad_multiple": int(meta.pad_multiple or prepost.PAD_MULTIPLE),
         }
 
@@ -272,6 +285,7 @@ class Enhancer:
             progress=progress,
             max_batch=self._max_batch,
             max_hw=self._max_hw,
+            fade=self.fade,
         )
 
     def enhance(self, image: ImageLike, progress: Callable[[int, int], None] | None = None) -> ImageLike:

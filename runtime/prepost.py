@@ -14,7 +14,10 @@ TensorRT and eager PyTorch give the same pixels for the same network:
 * :func:`plan_tiles` / :func:`run_tiled` / :func:`enhance_nchw`: images above a pixel
   budget are processed as overlapping tiles (sizes and positions multiples of 16)
   blended with feathered linear-ramp weights, so that no single backend call sees
-  more than ``max_pixels`` pixels.
+  more than ``max_pixels`` pixels;
+* :func:`fade_bright` (``enhance_nchw(..., fade=...)``, off by default): the enhancement
+  fades out for photos that are not dark, by each whole image's mean luma, so tiles
+  and backends agree.
 
 The generator's normalisation to [-1, 1] and its attention map are inside the
 network (and the exported graph); BatchNorm runs in eval mode and the attention map
@@ -46,6 +49,11 @@ MIN_TILE = 64
 
 #: Rec.601 luma weights, as in the generator's attention map and Pillow's convert("L").
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+#: ``fade_bright``'s default range of whole-image mean luma (Rec.601, [0, 1]): full enhancement up to 0.15,
+#: the brightest of the 300 under-exposed training photos (0.149), none from 0.42, the mean of the 110
+#: well-exposed ones (0.424) (engan's ../shared/data/train; measured 2026-11-26).
+FADE_RANGE = (0.15, 0.42)
 
 #: Float weight floor in tile blending so that every pixel's weight sum is positive.
 _WEIGHT_FLOOR = 1e-6
@@ -137,6 +145,55 @@ def rgb_to_luma(rgb: np.ndarray) -> np.ndarray:
     """HxWx3 float RGB to HxW Rec.601 luma (the weights Pillow's ``convert("L")`` uses)."""
     r, g, b = (np.asarray(rgb, dtype=np.float32)[..., c] for c in range(3))
     return LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b
+
+
+# --------------------------------------------------------------------------- fading
+def check_fade_range(fade: tuple[float, float]) -> tuple[float, float]:
+    """``(lo, hi)`` as floats with ``0 <= lo < hi <= 1``, else a ValueError saying so."""
+    try:
+        lo, hi = (float(v) for v in fade)
+    except (TypeError, ValueError):
+        raise ValueError(f"fade range must be two numbers (lo, hi), got {fade!r}") from None
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(f"fade range must satisfy 0 <= lo < hi <= 1 (mean luma), got {lo:g}, {hi:g}; "
+                         f"the default is {FADE_RANGE[0]:g} {FADE_RANGE[1]:g}")
+    return lo, hi
+
+
+def fade_strength(mean_luma: np.ndarray | float, fade: tuple[float, float] = FADE_RANGE) -> np.ndarray:
+    """Share of the enhancement kept for an image of this mean luma: 1 up to ``lo``, 0 from ``hi``.
+
+    Smooth in between (``1 - smoothstep``), so two photos of nearly the same brightness are
+    treated nearly alike.
+    """
+    lo, hi = check_fade_range(fade)
+    t = np.clip((np.asarray(mean_luma, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
+    return 1.0 - t * t * (3.0 - 2.0 * t)
+
+
+def fade_bright(x: np.ndarray, y: np.ndarray, fade: tuple[float, float] = FADE_RANGE) -> np.ndarray:
+    """Fade the enhancement ``x -> y`` out for images that are not dark: ``x + s * (y - x)``.
+
+    ``s`` is :func:`fade_strength` of each image's mean Rec.601 luma (over the whole image,
+    so a tiled image gets one ``s``). A dark photo keeps the model's output exactly, a photo
+    at least as bright as ``hi`` comes back unchanged, and a pixel never leaves [0, 1].
+
+    Args:
+        x: the model's input, float32 NCHW RGB in [0, 1].
+        y: its output, same shape.
+        fade: ``(lo, hi)`` mean-luma range (default :data:`FADE_RANGE`).
+
+    Returns:
+        float32 NCHW, same shape (``y`` itself where every image is dark enough).
+    """
+    if x.shape != y.shape:
+        raise ValueError(f"input and output shapes differ: {x.shape} vs {y.shape}")
+    mean = np.einsum("nchw,c->n", x, np.asarray(LUMA_WEIGHTS, dtype=np.float32), dtype=np.float64)
+    s = fade_strength(mean / (x.shape[2] * x.shape[3]), fade)
+    if np.all(s == 1.0):
+        return y
+    s = s.astype(np.float32)[:, None, None, None]
+    return np.clip(x + s * (y - x), 0.0, 1.0).astype(np.float32, copy=False)
 
 
 # --------------------------------------------------------------------------- padding
@@ -281,6 +338,8 @@ def plan_tiles(
             fit ``max_pixels``.
         overlap: minimum overlap between neighbouring tiles, in pixels.
         max_hw: the largest (H, W) one call accepts (a TensorRT profile's max), if any.
+        fade: ``(lo, hi)``: fade the enhancement out for images that are not dark
+            (:func:`fade_bright`); None (default): the model's output as it is.
 
     Returns:
         None when the image goes through in one call, else the :class:`TilePlan`
@@ -425,6 +484,7 @@ def enhance_nchw(
     progress: Callable[[int, int], None] | None = None,
     max_batch: int | None = None,
     max_hw: tuple[int, int] | None = None,
+    fade: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Run a backend on float32 NCHW images of any size: pad, tile if needed, crop back.
 
@@ -465,4 +525,5 @@ def enhance_nchw(
         y = ys[0] if n == 1 else np.concatenate(ys, axis=0)
     if np.may_share_memory(y, x):  # a pass-through backend: never clip the caller's array in place
         y = y.copy()
-    return np.clip(y, 0.0, 1.0, out=y)
+    y = np.clip(y, 0.0, 1.0, out=y)
+    return y if fade is None else fade_bright(x, y, fade)

@@ -376,3 +376,19 @@ def test_auto_falls_back_to_the_cpu_when_the_cuda_session_fails(tiny_onnx, monke
     e.close()
     with pytest.raises(Exception, match="could not start CUDAExecutionProvider"):
         Enhancer.load(tiny_onnx, device="cuda")  # asked for CUDA explicitly: no silent CPU
+
+
+def test_fade_option_gives_well_exposed_photos_back_on_every_backend(tiny_onnx, tiny_checkpoint):
+    bright = make_image(40, 56, seed=2, dark=0.95)  # mean luma ~0.5, above the fade's 0.42
+    dark = make_image(40, 56, seed=1, dark=0.2)  # ~0.12, below its 0.15
+    for model, backend in ((tiny_onnx, "ort"), (tiny_checkpoint, "torch")):
+        plain = Enhancer.load(model, backend=backend)
+        faded = Enhancer.load(model, backend=backend, fade=prepost.FADE_RANGE)
+        assert faded.info["fade"] == [0.15, 0.42] and plain.info["fade"] is None
+        np.testing.assert_array_equal(faded.enhance(bright), bright)
+        assert not np.array_equal(plain.enhance(bright), bright)
+        np.testing.assert_array_equal(faded.enhance(dark), plain.enhance(dark))
+        faded.close()
+        plain.close()
+    with pytest.raises(ValueError, match=r"fade range must satisfy 0 <= lo < hi <= 1 .*got 0.4, 0.1"):
+        Enhancer.load("no-such-model.onnx", fade=(0.4, 0.1))  # checked before the model is looked for

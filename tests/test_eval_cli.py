@@ -92,3 +92,16 @@ def test_cli_public_dark_and_extra_paired_sets(tmp_path, tiny_checkpoint, monkey
     assert (out / "public_dark" / "low" / "coffee.png").is_file()
     res = CliRunner().invoke(main, ["eval", "--model", "none", "--paired", str(tmp_path / "nope"), "--fast"])
     assert res.exit_code == 2 and "folder not found" in res.output
+
+
+def test_fade_bright_scores_the_model_as_engan_infer_runs_it(tiny_checkpoint):
+    from conftest import make_image
+    from engan.eval.enhancers import make_enhance_fn
+    from engan.runtime.prepost import FADE_RANGE
+
+    bright, dark = make_image(40, 56, seed=2, dark=0.95), make_image(40, 56, seed=1, dark=0.2)
+    plain, faded = make_enhance_fn(tiny_checkpoint), make_enhance_fn(tiny_checkpoint, fade=FADE_RANGE)
+    assert faded.label.endswith("+ fade-bright)") and faded.info["fade"] == [0.15, 0.42]
+    np.testing.assert_array_equal(faded.fn(bright), bright)
+    np.testing.assert_array_equal(faded.fn(dark), plain.fn(dark))
+    assert not np.array_equal(plain.fn(bright), bright)

@@ -388,10 +388,11 @@ def test_help_explains_every_option_and_default():
     text = " ".join(r.output.split())
     for opt in ("--model", "--backend", "--device", "--ext", "--quality", "--png-compress", "--suffix", "--skip-existing",
                 "--overwrite", "--recursive", "--max-pixels", "--tile", "--threads", "--max-image-pixels",
-                "--workers", "--batch", "--compare", "--html", "--quiet"):
+                "--workers", "--batch", "--compare", "--html", "--fade-bright", "--fade-range", "--quiet"):
         assert opt in text, opt
     for default in ("[default: png]", "[default: 95;", "[default: 2;", "[default: auto]",
-                    "[default: the shipped model]", "[default: 128000000;", "[default: 1;"):
+                    "[default: the shipped model]", "[default: 128000000;", "[default: 1;",
+                    "[default: off, the model's output as it is]", "[default: 0.15 0.42]"):
         assert default in text, default
     assert "N enhanced, M failed, K skipped in T s" in text and "Exit codes: 0" in text
     assert text.startswith("Usage: engan-infer [OPTIONS] INPUT... OUTPUT_DIR")
@@ -590,3 +591,28 @@ def test_any_image_is_enhanced_or_fails_cleanly(tmp_path_factory, monkeypatch, s
     else:
         assert counts(r) == (0, 1, 0) and written == [] and len(failed_lines(r)) == 1
         assert cut is not None  # only corrupted files fail
+
+
+# ----------------------------------------------------------------------------- --fade-bright
+
+
+def test_fade_bright_leaves_well_exposed_photos_and_says_so_when_off(tmp_path, tiny_onnx):
+    from engan.runtime import Enhancer
+
+    src = tmp_path / "in"
+    save(src / "dark.png", Image.fromarray(make_image(40, 56, seed=1, dark=0.2)))  # mean luma ~0.12
+    save(src / "bright.png", Image.fromarray(make_image(40, 56, seed=2, dark=0.95)))  # mean luma ~0.5
+    plain = run_cli(src, tmp_path / "plain", model=tiny_onnx)
+    assert plain.exit_code == 0 and counts(plain) == (2, 0, 0)
+    warned = [line for line in plain.stderr.splitlines() if "already well exposed" in line]
+    assert len(warned) == 1 and "bright.png" in warned[0] and "--fade-bright leaves them as they are" in warned[0]
+    faded = run_cli(src, tmp_path / "faded", "--fade-bright", "--html", model=tiny_onnx)
+    assert faded.exit_code == 0 and "already well exposed" not in faded.stderr
+    # the bright photo comes back as it went in; the dark one gets the model's output unchanged
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "faded" / "bright.png")), np.asarray(Image.open(src / "bright.png")))
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "plain" / "bright.png")), np.asarray(Image.open(src / "bright.png")))
+    expect = np.asarray(Enhancer.load(tiny_onnx).enhance(Image.open(src / "dark.png")))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "faded" / "dark.png")), expect)
+    assert "[0.15, 0.42]" in (tmp_path / "faded" / "index.html").read_text()  # the page says it was on
+    r = run_cli(src, tmp_path / "x", "--fade-range", "0.5", "0.2", model=tiny_onnx)
+    assert r.exit_code == 2 and "fade range must satisfy 0 <= lo < hi <= 1" in r.output and not (tmp_path / "x").exists()

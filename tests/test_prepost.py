@@ -218,3 +218,46 @@ def test_no_backend_call_exceeds_max_pixels_and_batches_split():
 def test_enhance_nchw_rejects_non_rgb():
     with pytest.raises(ValueError, match=r"expected float32 Nx3xHxW RGB, got shape \(1, 1, 8, 8\)"):
         prepost.enhance_nchw(lambda a: a, np.zeros((1, 1, 8, 8), np.float32))
+
+
+def test_fade_strength_is_full_below_lo_none_from_hi_and_smooth_between():
+    lo, hi = prepost.FADE_RANGE
+    s = prepost.fade_strength(np.array([0.0, lo, (lo + hi) / 2, hi, 1.0]))
+    np.testing.assert_allclose(s, [1.0, 1.0, 0.5, 0.0, 0.0], atol=1e-12)
+    grid = prepost.fade_strength(np.linspace(0, 1, 101))
+    assert np.all(np.diff(grid) <= 0)  # never more enhancement for a brighter photo
+    assert prepost.fade_strength(0.3, (0.2, 0.4)) == pytest.approx(0.5)
+    for bad in [(0.5, 0.2), (0.3, 0.3), (-0.1, 0.5), (0.1, 1.5), (0.1,), "ab"]:
+        with pytest.raises(ValueError, match="fade range must"):
+            prepost.fade_strength(0.3, bad)
+
+
+def _brighten(a: np.ndarray) -> np.ndarray:
+    """A stand-in model: doubles every value (clipped)."""
+    return np.minimum(a * 2.0, 1.0)
+
+
+def test_fade_bright_keeps_dark_photos_returns_bright_ones_and_works_per_image():
+    rng = np.random.default_rng(4)
+    dark = rng.random((1, 3, 48, 64), dtype=np.float32) * 0.2  # mean luma ~0.1: below lo
+    bright = 0.3 + rng.random((1, 3, 48, 64), dtype=np.float32) * 0.5  # mean luma ~0.55: above hi
+    mid = np.full((1, 3, 48, 64), (sum(prepost.FADE_RANGE) / 2), np.float32)  # exactly half way: s = 0.5
+    x = np.concatenate([dark, bright, mid])
+    y = prepost.enhance_nchw(_brighten, x, max_pixels=None, fade=prepost.FADE_RANGE)
+    np.testing.assert_array_equal(y[0], _brighten(dark)[0])  # dark: the model's output exactly
+    np.testing.assert_array_equal(y[1], bright[0])  # well exposed: given back unchanged
+    np.testing.assert_allclose(y[2], mid[0] * 1.5, atol=1e-6)  # half way: half the change
+    assert y.dtype == np.float32 and y.min() >= 0 and y.max() <= 1
+    # without fade the model's output is returned as it is
+    np.testing.assert_array_equal(prepost.enhance_nchw(_brighten, x, max_pixels=None), _brighten(x))
+
+
+def test_fade_uses_the_whole_image_so_tiles_agree():
+    """A photo bright on top and dark below: one strength for all of it, tiled or not."""
+    x = np.zeros((1, 3, 192, 160), np.float32)
+    x[:, :, :96] = 0.8
+    x[:, :, 96:] = 0.05  # mean luma 0.425 over the whole image (faded out), 0.05 in the lower tiles alone
+    untiled = prepost.enhance_nchw(_brighten, x, max_pixels=None, fade=prepost.FADE_RANGE)
+    tiled = prepost.enhance_nchw(_brighten, x, max_pixels=64 * 64, overlap=32, fade=prepost.FADE_RANGE)
+    np.testing.assert_array_equal(untiled, x)
+    np.testing.assert_allclose(tiled, untiled, atol=1e-6)

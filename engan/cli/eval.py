@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from engan.runtime.prepost import FADE_RANGE
+
 
 def _default_out(model: str | None) -> Path:
     from engan.eval.enhancers import model_display_name
@@ -48,10 +50,14 @@ def _default_out(model: str | None) -> Path:
 @click.option("--no-unpaired", is_flag=True, default=False, help="Skip the unpaired sets (PSNR/SSIM on the paired set only).")
 @click.option("--fast", is_flag=True, default=False,
               help="Quick score of one checkpoint: paired set only, no peers, no grid (same as --no-unpaired --peers none --no-grid).")
+@click.option("--fade-bright", is_flag=True, default=False,
+              help="Score the model as `engan-infer --fade-bright` runs it: the enhancement fades out for photos "
+                   f"whose mean luma is above {FADE_RANGE[0]:g}, none left from {FADE_RANGE[1]:g} (peers are scored as they are).  "
+                   "[default: off]")
 @click.option("--quiet", "-q", is_flag=True, default=False, help="No progress bars.")
 @click.argument("extra_unpaired", nargs=-1, type=click.Path(file_okay=False, path_type=Path), metavar="")
 def eval_cmd(model, backend, lol, paired, public_dark, unpaired, peers, peers_dir, zero_dce_pp_scale, out, max_images,
-             no_grid, grid_rows, no_unpaired, fast, quiet, extra_unpaired) -> None:
+             no_grid, grid_rows, no_unpaired, fast, fade_bright, quiet, extra_unpaired) -> None:
     """Score a model and its peers on LOL (PSNR/SSIM) and unpaired sets (NIQE/BRISQUE).
 
     \b
@@ -101,7 +107,7 @@ def eval_cmd(model, backend, lol, paired, public_dark, unpaired, peers, peers_di
     cfg = EvalConfig(
         model=model, backend=backend, lol=lol, paired=tuple(paired), unpaired=tuple(folders), peers=tuple(peer_names),
         peers_dir=peers_dir, zero_dce_pp_scale=zero_dce_pp_scale, out=out, max_images=max_images,
-        grid=not no_grid, grid_rows=grid_rows,
+        grid=not no_grid, grid_rows=grid_rows, fade=FADE_RANGE if fade_bright else None,
     )
     written: dict = {}
 

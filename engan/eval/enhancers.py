@@ -85,9 +85,11 @@ def physical_cores() -> int:
     return os.cpu_count() or 1
 
 
-def torch_enhance_fn(model_path: str | os.PathLike) -> tuple[EnhanceFn, dict[str, Any]]:
-    """Eager torch enhance function for a safetensors generator or run folder."""
+def torch_enhance_fn(model_path: str | os.PathLike, fade: tuple[float, float] | None = None) -> tuple[EnhanceFn, dict[str, Any]]:
+    """Eager torch enhance function for a safetensors generator or run folder (``fade``: as the runtime's)."""
     import torch
+
+    from engan.runtime.prepost import fade_bright
 
     from engan.models import count_parameters, enhance_tensor
     from engan.models.checkpoint import CheckpointError, file_sha256, load_generator, read_metadata, resolve_checkpoint
@@ -103,8 +105,10 @@ def torch_enhance_fn(model_path: str | os.PathLike) -> tuple[EnhanceFn, dict[str
     @torch.no_grad()
     def enhance(img: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(img[..., :3])).permute(2, 0, 1)[None].float().div_(255.0)
-        y = enhance_tensor(g, x)[0].clamp_(0, 1).mul_(255.0).round_()
-        return y.permute(1, 2, 0).to(torch.uint8).numpy()
+        y = enhance_tensor(g, x).clamp_(0, 1)
+        if fade is not None:
+            y = torch.from_numpy(fade_bright(x.numpy(), y.numpy(), fade))
+        return y[0].mul_(255.0).round_().permute(1, 2, 0).to(torch.uint8).numpy()
 
     info = {
         "path": str(path), "backend": "torch (eager, fp32)", "preset": meta.get("engan.preset", "?"),
@@ -154,7 +158,8 @@ def ort_session_enhance_fn(onnx_path: str | os.PathLike) -> tuple[EnhanceFn, dic
     return enhance, info
 
 
-def runtime_enhance_fn(model: str | os.PathLike | None, backend: str = "auto") -> tuple[EnhanceFn, dict[str, Any]]:
+def runtime_enhance_fn(model: str | os.PathLike | None, backend: str = "auto",
+                       fade: tuple[float, float] | None = None) -> tuple[EnhanceFn, dict[str, Any]]:
     """Enhance function through ``engan.runtime.Enhancer`` (an .onnx/.engine file, a shipped name or None).
 
     Tiling is switched off (``max_pixels=0``) so every image runs whole, like the torch path.
@@ -163,14 +168,14 @@ def runtime_enhance_fn(model: str | os.PathLike | None, backend: str = "auto") -
     try:
         from engan.runtime.enhancer import Enhancer
     except ImportError:
-        if model is not None and Path(model).suffix.lower() == ".onnx" and backend in ("auto", "ort"):
+        if model is not None and Path(model).suffix.lower() == ".onnx" and backend in ("auto", "ort") and fade is None:
             return ort_session_enhance_fn(model)
         raise ModelLoadError(
             "engan.runtime.Enhancer is not available in this install; pass --model FILE.onnx with --backend ort, "
             "or a .safetensors generator / run folder"
         ) from None
     try:
-        enh = Enhancer.load(model, backend=backend, max_pixels=0, cpu_int8=False)  # score the file as given
+        enh = Enhancer.load(model, backend=backend, max_pixels=0, cpu_int8=False, fade=fade)  # the file as given
     except FileNotFoundError as e:  # includes ModelNotShippedError
         raise ModelLoadError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - surface any runtime failure with the model named
@@ -207,7 +212,8 @@ def model_display_name(model: str | os.PathLike | None) -> str:
     return p.name
 
 
-def make_enhance_fn(model: str | os.PathLike | None = None, backend: str = "auto") -> Method:
+def make_enhance_fn(model: str | os.PathLike | None = None, backend: str = "auto",
+                    fade: tuple[float, float] | None = None) -> Method:
     """Resolve a model argument to the method ("ours") the evaluation scores.
 
     Args:
@@ -216,6 +222,8 @@ def make_enhance_fn(model: str | os.PathLike | None = None, backend: str = "auto
             = the shipped default model.
         backend: ``auto`` | ``ort`` | ``torch``; ``ort`` needs an ONNX model. For the shipped
             model, ``torch`` runs its safetensors twin through the runtime's torch backend.
+        fade: ``(lo, hi)``: fade the enhancement out for photos that are not dark, as
+            ``engan-infer --fade-bright`` does (:func:`engan.runtime.prepost.fade_bright`).
 
     Returns:
         A :class:`Method` whose ``fn`` maps uint8 HxWx3 RGB to uint8 HxWx3 RGB.
@@ -235,10 +243,13 @@ def make_enhance_fn(model: str | os.PathLike | None = None, backend: str = "auto
             raise ModelLoadError(f"model file not found: {p}")
         if backend == "ort":
             raise ModelLoadError(f"--backend ort needs an .onnx model; {p} is a torch checkpoint (export it with `engan export`)")
-        fn, info = torch_enhance_fn(p)
+        fn, info = torch_enhance_fn(p, fade)
     else:
         if p is not None and p.suffix.lower() == ".onnx" and not p.exists():
             raise ModelLoadError(f"model file not found: {p}")
-        fn, info = runtime_enhance_fn(model, backend)
+        fn, info = runtime_enhance_fn(model, backend, fade)
     info["load_s"] = round(time.perf_counter() - t0, 3)
+    if fade is not None:
+        info["fade"] = list(fade)
+        name = f"{name} + fade-bright"
     return Method(label=f"EnlightenGAN (ours: {name})", fn=fn, kind="ours", info={"name": name, **info})

@@ -52,6 +52,7 @@ class EvalConfig:
         max_images: evaluate at most this many images per set (``None`` = all).
         grid: write a comparison grid PNG per set.
         grid_rows: images (rows) per grid.
+        fade: ``(lo, hi)``: score the model with ``engan-infer --fade-bright``'s fade (None: as it is).
     """
 
     model: str | None = None
@@ -66,10 +67,12 @@ class EvalConfig:
     max_images: int | None = None
     grid: bool = True
     grid_rows: int = 4
+    fade: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        return {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, tuple) else v) for k, v in d.items()}
+        return {k: (str(v) if isinstance(v, Path) else [str(x) if isinstance(x, Path) else x for x in v]
+                    if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
 @dataclass
@@ -255,7 +258,7 @@ def build_methods(cfg: EvalConfig) -> tuple[list[Method], list[str]]:
     notes: list[str] = []
     methods = [Method(INPUT_LABEL, identity_fn, "identity", {"note": "the low-light input itself, unchanged"})]
     if cfg.model is None or str(cfg.model).lower() != "none":
-        methods.append(make_enhance_fn(cfg.model, cfg.backend))
+        methods.append(make_enhance_fn(cfg.model, cfg.backend, cfg.fade))
     if cfg.peers:
         from engan.eval.peers import PEERS, load_peer, peer_enhance_fn
         from engan.models.checkpoint import file_sha256
