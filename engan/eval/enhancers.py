@@ -89,10 +89,9 @@ def torch_enhance_fn(model_path: str | os.PathLike, fade: tuple[float, float] | 
     """Eager torch enhance function for a safetensors generator or run folder (``fade``: as the runtime's)."""
     import torch
 
-    from engan.runtime.prepost import fade_bright
-
     from engan.models import count_parameters, enhance_tensor
     from engan.models.checkpoint import CheckpointError, file_sha256, load_generator, read_metadata, resolve_checkpoint
+    from engan.runtime.prepost import fade_bright
 
     try:
         path = resolve_checkpoint(model_path)
