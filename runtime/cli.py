@@ -689,6 +689,8 @@ _INFO_KEYS = ("model", "backend", "device", "precision", "model_name", "preset",
 def _describe(info: dict, n_work: int, n_skip: int, out_dir: Path) -> str:
     parts = [f"{k}={display_path(Path(info[k]).name) if k == 'model' else info[k]}"
              for k in _INFO_KEYS[:4] if info.get(k)]
+    if info.get("fade"):
+        parts.append("fade-bright={:g}-{:g}".format(*info["fade"]))
     reason = info.get("reason")
     line = f"engan-infer: {n_work} image(s) -> {display_path(out_dir)}"
     if n_skip:

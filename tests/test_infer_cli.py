@@ -608,6 +608,7 @@ def test_fade_bright_leaves_well_exposed_photos_and_says_so_when_off(tmp_path, t
     assert len(warned) == 1 and "bright.png" in warned[0] and "--fade-bright leaves them as they are" in warned[0]
     faded = run_cli(src, tmp_path / "faded", "--fade-bright", "--html", model=tiny_onnx)
     assert faded.exit_code == 0 and "already well exposed" not in faded.stderr
+    assert "fade-bright=0.15-0.42" in faded.stderr.splitlines()[0]  # the first line says it is on
     # the bright photo comes back as it went in; the dark one gets the model's output unchanged
     assert np.array_equal(np.asarray(Image.open(tmp_path / "faded" / "bright.png")), np.asarray(Image.open(src / "bright.png")))
     assert not np.array_equal(np.asarray(Image.open(tmp_path / "plain" / "bright.png")), np.asarray(Image.open(src / "bright.png")))
