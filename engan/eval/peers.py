@@ -185,7 +185,25 @@ def load_peer(name: str, peers_dir: str | os.PathLike, scale_factor: float = 1.0
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise PeerError(f"{path} does not hold {spec.label} weights: {str(e).splitlines()[0]}") from None
+    flush_subnormals(model)
     return model.eval()
+
+
+@torch.no_grad()
+def flush_subnormals(model: nn.Module) -> int:
+    """Set the model's subnormal float weights to zero; returns how many there were.
+
+    The released Zero-DCE weights hold thousands of them (a quarter of some layers), and a CPU multiplies
+    subnormals through a slow microcode path: a 600x400 photo took ~15 s instead of ~0.3 s here. They are below
+    1.2e-38, so no output pixel changes (checked: LOL eval15 and LIME give the same PSNR, SSIM and NIQE).
+    """
+    count = 0
+    for p in model.parameters():
+        if p.is_floating_point():
+            tiny = (p != 0) & (p.abs() < torch.finfo(p.dtype).tiny)
+            count += int(tiny.sum())
+            p[tiny] = 0
+    return count
 
 
 def peer_enhance_fn(model: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
