@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from engan.eval.compare import HEAD_TO_HEAD_NOTE, head_to_head_lines
 from engan.runtime.atomic import atomic_write_text
 
 PROTOCOL_PAIRED = (
@@ -74,12 +75,19 @@ def set_table(s: dict[str, Any]) -> str:
     return "\n".join([head, *lines])
 
 
+def head_to_head_text(s: dict[str, Any]) -> str:
+    """The set's head-to-head lines under a heading, or '' when there is no peer to compare with."""
+    lines = head_to_head_lines(s)
+    return "\n".join([HEAD_TO_HEAD_NOTE, *[f"- {line}" for line in lines]]) if lines else ""
+
+
 def tables_text(report: dict[str, Any]) -> str:
-    """All set tables with their headings (what the CLI prints)."""
+    """All set tables with their headings and head-to-head lines (what the CLI prints)."""
     parts = []
     for s in report["sets"]:
         kind = "paired" if s["kind"] == "paired" else "unpaired"
-        parts.append(f"### {s['name']} ({kind}, {s['n_images']} images)\n\n{set_table(s)}")
+        h2h = head_to_head_text(s)
+        parts.append(f"### {s['name']} ({kind}, {s['n_images']} images)\n\n{set_table(s)}" + (f"\n\n{h2h}" if h2h else ""))
     return "\n\n".join(parts)
 
 
@@ -105,6 +113,8 @@ def render_markdown(report: dict[str, Any], grid_files: dict[str, str] | None = 
     for s in report["sets"]:
         kind = "paired" if s["kind"] == "paired" else "unpaired"
         lines += [f"## {s['name']} ({kind}, {s['n_images']} images)", "", f"`{s['path']}`", "", set_table(s), ""]
+        if head_to_head_text(s):
+            lines += [head_to_head_text(s), ""]
         if grid_files and s["name"] in grid_files:
             cols = "input | ours | each peer" + (" | ground truth" if s["kind"] == "paired" else "")
             lines += [f"![{s['name']} comparison]({grid_files[s['name']]}) ({cols})", ""]

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from engan.eval import metrics
+from engan.eval.compare import head_to_head
 from engan.eval.datasets import DatasetError, fit_longest_side, list_images, list_pairs, load_rgb
 from engan.eval.enhancers import EnhanceFn, Method, ModelLoadError, identity_fn, make_enhance_fn  # noqa: F401
 
@@ -349,6 +350,8 @@ def run_eval(
     jobs = [(run_paired_set, f) for f in paired] + [(run_unpaired_set, f) for f in cfg.unpaired]
     for run_set, folder in jobs:
         res, g = run_set(methods, folder, cfg.max_images, rows, progress)
+        res["head_to_head"] = head_to_head(res, [m.label for m in methods if m.kind == "ours"],
+                                           [m.label for m in methods if m.kind == "peer"])
         base, k = res["name"], 2
         while res["name"] in grids:  # two folders with the same name: keep both
             res["name"], k = f"{base}-{k}", k + 1
