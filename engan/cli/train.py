@@ -209,11 +209,11 @@ def _term_weight(flag: str, field: str, what: str):
               "Weight of the exposure-order term: a crop that goes in darker than its batch-mates must come out "
               "darker too, by --order-slope stops per stop (log mean luma relative to the batch), so the "
               "generator cannot lift every input to one brightness, the failure of most seeds in MODEL_CARD.md "
-              "'Seed study'.")
+              "'Seed study'. The shipped model (v3) was trained at 1.")
 @click.option("--order-slope", type=click.FloatRange(0, 1), default=None,
               help="Output stops per input stop that the exposure-order term asks for: 1 keeps every stop of "
                    "difference, 0 asks for none. [default: "
-                   f"{_L.order_slope:g}; the shipped v2 measures about 0.6 on the training photos]")
+                   f"{_L.order_slope:g}: engan-lite v2, which it was set from, measures about 0.6 on the training photos]")
 @_term_weight("--identity-weight", "identity_weight",
               "Weight of the identity term: the normal-light crops go through the generator too (in the same "
               "batch) and should come out unchanged (L1), so well-lit parts of a photo are not over-brightened "
