@@ -113,8 +113,9 @@ def render_markdown(report: dict[str, Any], grid_files: dict[str, str] | None = 
     for s in report["sets"]:
         kind = "paired" if s["kind"] == "paired" else "unpaired"
         lines += [f"## {s['name']} ({kind}, {s['n_images']} images)", "", f"`{s['path']}`", "", set_table(s), ""]
-        if head_to_head_text(s):
-            lines += [head_to_head_text(s), ""]
+        h2h = head_to_head_text(s)
+        if h2h:
+            lines += [h2h, ""]
         if grid_files and s["name"] in grid_files:
             cols = "input | ours | each peer" + (" | ground truth" if s["kind"] == "paired" else "")
             lines += [f"![{s['name']} comparison]({grid_files[s['name']]}) ({cols})", ""]
