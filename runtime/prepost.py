@@ -338,8 +338,6 @@ def plan_tiles(
             fit ``max_pixels``.
         overlap: minimum overlap between neighbouring tiles, in pixels.
         max_hw: the largest (H, W) one call accepts (a TensorRT profile's max), if any.
-        fade: ``(lo, hi)``: fade the enhancement out for images that are not dark
-            (:func:`fade_bright`); None (default): the model's output as it is.
 
     Returns:
         None when the image goes through in one call, else the :class:`TilePlan`
@@ -501,6 +499,8 @@ def enhance_nchw(
         progress: optional ``progress(done, total)`` called per tile of a tiled image.
         max_batch: the largest N one call accepts (a TensorRT profile's max), if any.
         max_hw: the largest (H, W) one call accepts (a TensorRT profile's max), if any.
+        fade: ``(lo, hi)``: fade the enhancement out for images that are not dark
+            (:func:`fade_bright`); None (default): the model's output as it is.
 
     Returns:
         float32 NCHW of the same shape as ``x``, clipped to [0, 1].

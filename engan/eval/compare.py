@@ -15,6 +15,8 @@ METRICS_UNPAIRED = {"niqe": False, "brisque": False}
 LABELS = {"psnr": "PSNR", "ssim": "SSIM", "niqe": "NIQE", "brisque": "BRISQUE"}
 DIGITS = {"psnr": 2, "ssim": 3, "niqe": 2, "brisque": 2}
 UNITS = {"psnr": " dB"}
+#: the heading above the lines of :func:`head_to_head_lines` in tables and report.md
+HEAD_TO_HEAD_NOTE = "Head to head, image by image (ours − peer, mean ± standard error):"
 
 
 def _finite(v: Any) -> bool:
@@ -67,6 +69,3 @@ def head_to_head_lines(set_result: dict[str, Any]) -> list[str]:
     several = len({r["ours"] for r in rows}) > 1
     return [f"{r['ours'] + ' ' if several else ''}vs {r['other']}: " + "; ".join(_metric_text(c) for c in r["metrics"])
             for r in rows]
-
-
-HEAD_TO_HEAD_NOTE = "Head to head, image by image (ours − peer, mean ± standard error):"
