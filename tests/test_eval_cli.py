@@ -47,7 +47,7 @@ def test_cli_errors_are_clear(tmp_path):
     res = runner.invoke(main, ["eval", "--model", str(tmp_path / "missing.safetensors"), "--lol", str(lol), "--fast"])
     assert res.exit_code == 1 and f"Error: model file not found: {tmp_path}/missing.safetensors" in res.output
     res = runner.invoke(main, ["eval", "--model", "none", "--lol", str(lol), "--peers", "sci"])
-    assert res.exit_code == 2 and "unknown peer(s) sci; known: zero-dce, zero-dce++ (or 'none')" in res.output
+    assert res.exit_code == 2 and "unknown peer(s) sci; known: zero-dce, zero-dce++, pairlie, pairlie-lol (or 'all', 'none')" in res.output
     res = runner.invoke(main, ["eval", "--model", "none", "--lol", str(tmp_path / "nope"), "--fast"])
     assert res.exit_code == 2 and "folder not found" in res.output
     res = runner.invoke(main, ["eval", "--model", "none", "--lol", str(tmp_path), "--fast"])

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import make_image
-from engan.eval.peers import (PEERS, PeerError, ZeroDCE, ZeroDCEPP, flush_subnormals, load_peer, parse_peers,
-                              peer_enhance_fn)
+from engan.eval.peers import (PEERS, PairLIE, PeerError, ZeroDCE, ZeroDCEPP, flush_subnormals, load_peer,
+                              parse_peers, peer_enhance_fn)
 
 # Tensor layouts from ../shared/peers/README.md.
 ZERO_DCE_LAYOUT = {
@@ -108,8 +108,66 @@ def test_subnormal_weights_are_flushed_to_zero_without_changing_the_output(tmp_p
 def test_parse_peers():
     assert parse_peers("zero-dce, Zero-DCE++") == ["zero-dce", "zero-dce++"]
     assert parse_peers("none") == [] and parse_peers("") == []
-    with pytest.raises(PeerError, match="unknown peer.*sci.*known: zero-dce, zero-dce\\+\\+"):
+    with pytest.raises(PeerError, match="unknown peer.*sci.*known: zero-dce, zero-dce\\+\\+, pairlie, pairlie-lol"):
         parse_peers("sci")
+
+
+def test_parse_peers_all_takes_the_peers_whose_weights_are_present(tmp_path):
+    assert parse_peers("all", tmp_path) == []
+    _save_random(tmp_path, "pairlie")
+    assert parse_peers("all", tmp_path) == ["pairlie", "pairlie-lol"]  # one file, both exponents
+    _save_random(tmp_path, "zero-dce")
+    assert parse_peers("all", tmp_path) == ["zero-dce", "pairlie", "pairlie-lol"]
+    assert parse_peers("all") == []
+
+
+# Tensor layout of the released PairLIE.pth (../shared/peers/README.md).
+def test_pairlie_layout_names_and_parameter_count():
+    sd = PairLIE().state_dict()
+    assert len(sd) == 30
+    for net, cout in (("N", 3), ("L", 1), ("R", 3)):
+        for i in (1, 4, 7, 10, 13):
+            cin = 3 if i == 1 else 64
+            out = cout if i == 13 else 64
+            assert tuple(sd[f"{net}_net.{net}_net.{i}.weight"].shape) == (out, cin, 3, 3)
+            assert tuple(sd[f"{net}_net.{net}_net.{i}.bias"].shape) == (out,)
+    assert sum(v.numel() for v in sd.values()) == 341_767
+
+
+def test_pairlie_output_is_illumination_to_the_exponent_times_reflectance():
+    net = PairLIE(exponent=0.14).eval()
+    x = torch.rand(1, 3, 20, 28, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        clean = net.N_net(x)
+        expected = net.L_net(clean) ** 0.14 * net.R_net(clean)
+        y = net(x)
+    assert torch.equal(y, expected)
+    assert y.shape == x.shape and 0.0 <= float(y.min()) and float(y.max()) <= 1.0
+
+
+def test_the_two_pairlie_peers_share_the_weights_and_differ_in_the_exponent(tmp_path):
+    _save_random(tmp_path, "pairlie", seed=4)
+    default, lol = load_peer("pairlie", tmp_path), load_peer("pairlie-lol", tmp_path)
+    assert (default.exponent, lol.exponent) == (0.2, 0.14)
+    for k, v in default.state_dict().items():
+        assert torch.equal(lol.state_dict()[k], v)
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ld = default.L_net(default.N_net(x))
+        # L in (0, 1): the smaller exponent lifts it more, so pairlie-lol is brighter wherever R > 0
+        assert float((lol(x) - default(x)).mean()) > 0
+        assert torch.allclose(lol(x), default(x) * ld ** (0.14 - 0.2), atol=1e-6)
+
+
+def test_pairlie_refuses_a_wrong_file_naming_it(tmp_path):
+    bad = tmp_path / "pairlie" / "PairLIE.pth"
+    bad.parent.mkdir()
+    torch.save(ZeroDCE().state_dict(), bad)
+    with pytest.raises(PeerError, match=r"pairlie/PairLIE.pth does not hold PairLIE \(g 0.2\) weights"):
+        load_peer("pairlie", tmp_path)
+    bad.write_bytes(b"not a pickle at all")
+    with pytest.raises(PeerError, match=r"pairlie/PairLIE.pth was refused as pairlie-lol weights.*use the released PairLIE.pth"):
+        load_peer("pairlie-lol", tmp_path)
 
 
 def test_peer_enhance_fn_returns_uint8_of_the_same_shape(tmp_path):
@@ -120,7 +178,7 @@ def test_peer_enhance_fn_returns_uint8_of_the_same_shape(tmp_path):
     assert out.shape == img.shape and out.dtype == np.uint8
 
 
-@pytest.mark.parametrize("name", ["zero-dce", "zero-dce++"])
+@pytest.mark.parametrize("name", ["zero-dce", "zero-dce++", "pairlie", "pairlie-lol"])
 def test_real_weights_brighten_a_lol_image(shared_dir, name):
     from engan.eval.datasets import load_rgb
     from engan.eval.metrics import brightness, psnr

@@ -35,10 +35,13 @@ def _default_out(model: str | None) -> Path:
 @click.option("--unpaired", "unpaired", type=click.Path(file_okay=False, path_type=Path), multiple=True,
               help="Unpaired image folder(s) for NIQE/BRISQUE/brightness; give several folders after one --unpaired "
                    "or repeat the option.  [default: ../shared/data/unpaired_test/{DICM,LIME} when present]")
-@click.option("--peers", default="zero-dce,zero-dce++",
-              help="Comma-separated peers to compare with (zero-dce, zero-dce++), or 'none'. Peers whose weights are missing are left out with a note.")
+@click.option("--peers", default="all",
+              help="Comma-separated peers to compare with (zero-dce, zero-dce++, pairlie, pairlie-lol), 'all' (every "
+                   "peer whose weights are in --peers-dir) or 'none'. A named peer whose weights are missing is left "
+                   "out with a note.  [default: all]")
 @click.option("--peers-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder with zero_dce/Epoch99.pth and zero_dce_pp/Epoch99.pth.  [default: ../shared/peers]")
+              help="Folder with zero_dce/Epoch99.pth, zero_dce_pp/Epoch99.pth and pairlie/PairLIE.pth.  "
+                   "[default: ../shared/peers]")
 @click.option("--zero-dce-pp-scale", type=click.FloatRange(min=1.0), default=1.0,
               help="Zero-DCE++ curve-estimation downscale factor: 1 = full resolution (reproduces 15.14 dB / 0.566 on LOL eval15); "
                    "12 = its authors' test setting.")
@@ -73,7 +76,7 @@ def eval_cmd(model, backend, lol, paired, public_dark, unpaired, peers, peers_di
           --peers zero-dce,zero-dce++ --out eval_out/x
       engan eval --public-dark --fast                       # shipped model on public photos, darkened
     """
-    from engan.eval.datasets import DatasetError, default_lol_dir, default_unpaired_dirs
+    from engan.eval.datasets import DatasetError, default_lol_dir, default_peers_dir, default_unpaired_dirs
     from engan.eval.enhancers import ModelLoadError
     from engan.eval.peers import PeerError, parse_peers
     from engan.eval.report import tables_text, write_report
@@ -82,7 +85,7 @@ def eval_cmd(model, backend, lol, paired, public_dark, unpaired, peers, peers_di
     if fast:
         no_unpaired, peers, no_grid = True, "none", True
     try:
-        peer_names = parse_peers(peers)
+        peer_names = parse_peers(peers, peers_dir or default_peers_dir())
     except PeerError as e:
         raise click.BadParameter(str(e), param_hint="--peers") from None
     folders = list(unpaired) + list(extra_unpaired)

@@ -1,6 +1,6 @@
-"""Peer enhancers for the comparison table: Zero-DCE (CVPR 2020) and Zero-DCE++ (TPAMI 2021).
+"""Peer enhancers for the comparison table: Zero-DCE (CVPR 2020), Zero-DCE++ (TPAMI 2021) and PairLIE (CVPR 2023).
 
-Both networks are written here from their papers and from the tensor layouts listed in
+Every network is written here from their papers and from the tensor layouts listed in
 ``../shared/peers/README.md``; only the released weights are read, with
 ``torch.load(weights_only=True)`` (tensors only, no pickled code). The weights are
 research-only (CC BY-NC 4.0 per their READMEs): they are used for comparison, never shipped.
@@ -18,6 +18,12 @@ research-only (CC BY-NC 4.0 per their READMEs): they are used for comparison, ne
   (15.14 dB / 0.566 on LOL eval15). The authors' script also crops the image to a multiple
   of the factor; here the map is instead upsampled to the exact input size, so outputs
   stay comparable to the ground truth pixel for pixel.
+* **PairLIE**: three sub-networks of one shape (five 3x3 convolutions of width 64, each
+  after a 1-pixel reflection pad, ReLU between them, sigmoid at the end): ``N`` removes
+  noise from the input, giving ``x``; ``L`` estimates a 1-channel illumination and ``R``
+  a 3-channel reflectance from ``x``; the enhanced image is ``L ** g * R``. The authors
+  publish two exponents: ``g = 0.2`` (their default, peer ``pairlie``) and ``g = 0.14``
+  (their LOL setting, peer ``pairlie-lol``). Full resolution, no resizing.
 """
 from __future__ import annotations
 
@@ -128,6 +134,45 @@ class ZeroDCEPP(nn.Module):
         return x
 
 
+class PairLIEBranch(nn.Module):
+    """One PairLIE sub-network: (reflection pad 1, 3x3 conv) x 5, ReLU between, sigmoid at the end.
+
+    The stack is a ``Sequential`` named after the branch, with its convolutions at indices 1, 4, 7,
+    10 and 13, so the state dict has the released file's names (``N_net.N_net.1.weight`` ...).
+    """
+
+    def __init__(self, name: str, cout: int, width: int = 64) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        chans = [3, width, width, width, width, cout]
+        for i in range(5):
+            layers += [nn.ReflectionPad2d(1), nn.Conv2d(chans[i], chans[i + 1], 3, 1, 0, bias=True)]
+            layers.append(nn.ReLU(inplace=True) if i < 4 else nn.Sigmoid())
+        self.name = name
+        self.add_module(name, nn.Sequential(*layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self, self.name)(x)
+
+
+class PairLIE(nn.Module):
+    """PairLIE: denoise (``N``), then illumination (``L``, 1 ch) times reflectance (``R``): ``L ** exponent * R``.
+
+    Args:
+        exponent: the illumination exponent ``g`` (0.2 the authors' default, 0.14 their LOL setting).
+    """
+
+    def __init__(self, exponent: float = 0.2) -> None:
+        super().__init__()
+        self.exponent = float(exponent)
+        self.N_net, self.L_net, self.R_net = PairLIEBranch("N_net", 3), PairLIEBranch("L_net", 1), PairLIEBranch("R_net", 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Enhance an RGB [0, 1] NCHW batch (any size); output RGB in [0, 1]."""
+        clean = self.N_net(x)
+        return self.L_net(clean) ** self.exponent * self.R_net(clean)
+
+
 @dataclass(frozen=True)
 class PeerSpec:
     """A known peer: its CLI name, display label, weights file under the peers folder and builder."""
@@ -144,23 +189,34 @@ PEERS: dict[str, PeerSpec] = {
         "zero-dce++", "Zero-DCE++", "zero_dce_pp/Epoch99.pth",
         lambda scale_factor=1.0, **kw: ZeroDCEPP(scale_factor=scale_factor),
     ),
+    "pairlie": PeerSpec("pairlie", "PairLIE (g 0.2)", "pairlie/PairLIE.pth", lambda **kw: PairLIE(0.2)),
+    "pairlie-lol": PeerSpec("pairlie-lol", "PairLIE (g 0.14)", "pairlie/PairLIE.pth", lambda **kw: PairLIE(0.14)),
 }
+#: ``--peers`` value meaning every known peer whose weights are present
+ALL_PEERS = "all"
 
 
 class PeerError(RuntimeError):
     """A peer name is unknown or its weights do not fit the network."""
 
 
-def parse_peers(spec: str | None) -> list[str]:
-    """``"zero-dce,zero-dce++"`` -> names; ``""``/``"none"`` -> []; unknown names raise :class:`PeerError`."""
+def parse_peers(spec: str | None, peers_dir: str | os.PathLike | None = None) -> list[str]:
+    """``"zero-dce,pairlie"`` -> names; ``""``/``"none"`` -> []; unknown names raise :class:`PeerError`.
+
+    ``"all"``: every known peer whose weights file is under ``peers_dir`` (none when it is not given).
+    """
     if spec is None:
         return []
     names = [s.strip().lower() for s in spec.split(",") if s.strip()]
     if names in ([], ["none"]):
         return []
+    if names == [ALL_PEERS]:
+        if peers_dir is None:
+            return []
+        return [n for n, p in PEERS.items() if (Path(peers_dir) / p.weights).is_file()]
     unknown = [n for n in names if n not in PEERS]
     if unknown:
-        raise PeerError(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(PEERS)} (or 'none')")
+        raise PeerError(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(PEERS)} (or 'all', 'none')")
     return list(dict.fromkeys(names))
 
 
@@ -178,7 +234,7 @@ def load_peer(name: str, peers_dir: str | os.PathLike, scale_factor: float = 1.0
     if not path.is_file():
         raise FileNotFoundError(f"{spec.label} weights not found at {path} (pass --peers-dir to the folder that holds {spec.weights})")
     state = load_plain_tensors(path, f"{name} weights",
-                               "use the released Epoch99.pth or leave the peer out with --peers", PeerError)
+                               f"use the released {Path(spec.weights).name} or leave the peer out with --peers", PeerError)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     model = spec.build(scale_factor=scale_factor)
     try:
@@ -215,7 +271,7 @@ def peer_enhance_fn(model: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
 
     @torch.no_grad()
     def enhance(img: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(img[..., :3])).permute(2, 0, 1)[None].float().div_(255.0)
+        x = torch.from_numpy(np.array(img[..., :3], dtype=np.float32)).permute(2, 0, 1)[None].div_(255.0)
         y = model(x.contiguous(memory_format=torch.channels_last))[0].clamp_(0, 1).mul_(255.0).round_()
         return y.permute(1, 2, 0).to(torch.uint8).numpy()
 

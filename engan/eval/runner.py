@@ -46,8 +46,8 @@ class EvalConfig:
         lol: paired set folder (``low/`` + ``high/``), or ``None`` to skip.
         paired: more paired set folders, scored after ``lol`` (e.g. the ``--public-dark`` set).
         unpaired: unpaired image folders.
-        peers: peer names (``zero-dce``, ``zero-dce++``).
-        peers_dir: folder holding ``zero_dce/Epoch99.pth`` and ``zero_dce_pp/Epoch99.pth``.
+        peers: peer names (``zero-dce``, ``zero-dce++``, ``pairlie``, ``pairlie-lol``).
+        peers_dir: folder holding ``zero_dce/Epoch99.pth``, ``zero_dce_pp/Epoch99.pth`` and ``pairlie/PairLIE.pth``.
         zero_dce_pp_scale: Zero-DCE++ curve-estimation downscale factor (1 = full resolution).
         out: output folder for report.md, report.json and the grids.
         max_images: evaluate at most this many images per set (``None`` = all).
@@ -277,6 +277,8 @@ def build_methods(cfg: EvalConfig) -> tuple[list[Method], list[str]]:
                 "weights": str(peers_dir / spec.weights), "sha256": file_sha256(peers_dir / spec.weights),
                 "params": sum(p.numel() for p in net.parameters()), "backend": "torch (eager, fp32)",
             }
+            if name.startswith("pairlie"):
+                info["exponent"] = net.exponent
             if name == "zero-dce++":
                 info["scale_factor"] = cfg.zero_dce_pp_scale
                 if cfg.zero_dce_pp_scale != 1:
