@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 #: Spatial multiple the generator needs (four 2x poolings).
 PAD_MULTIPLE = 16
@@ -18,6 +19,8 @@ PAD_MULTIPLE = 16
 GENERATOR_HEADS = ("residual", "curve", "curve-residual")
 #: Inference-time noise removal of the generator (see :class:`GeneratorConfig`).
 DENOISE_MODES = ("off", "chroma", "full")
+#: Learned refinement stages after the head (see :class:`GeneratorConfig`).
+REFINE_MODES = ("off", "gain")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,10 @@ class GeneratorConfig:
             own luma and takes only the filtered colour (removes colour speckle, keeps
             luminance texture). Like ``knee``, applied in ``eval()`` mode only (so in
             every exported graph); training is unchanged.
+        refine: learned stage after the head (not in the paper). ``off``: none. ``gain``:
+            a small network at half resolution that removes what the enhancement amplified
+            (noise, JPEG blocks), told the local gain (:class:`engan.models.generator.GainRefiner`);
+            trained by the ``consistency`` loss term; in every exported graph.
     """
 
     base_width: int = 32
@@ -64,8 +71,11 @@ class GeneratorConfig:
     curve_iters: int = 8
     knee: float = 1.0
     denoise: str = "off"
+    refine: str = "off"
 
     def __post_init__(self) -> None:
+        if self.refine not in REFINE_MODES:
+            raise ValueError(f"unknown refine mode {self.refine!r}; choose one of: {', '.join(REFINE_MODES)}")
         if not 0.5 <= float(self.knee) <= 1.0:
             raise ValueError(f"knee must be in [0.5, 1] (1 = plain clamp), got {self.knee}")
         if self.head not in GENERATOR_HEADS:
@@ -94,27 +104,87 @@ class DiscriminatorConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Loss weights, the self-feature-preserving loss's feature network, the optional colour, exposure, identity and highlight terms."""
+    """Weight and options of each generator loss term (:mod:`engan.losses.registry`).
 
-    feature_net: Literal["vgg16", "efficientnet-lite0"] = "efficientnet-lite0"
-    vgg_weights: str | None = None
-    sfp_weight: float = 1.0
-    patch_sfp: bool = True
-    #: weight of the colour-preserving term (:mod:`engan.losses.color`); 0 = the paper's losses only
-    color_weight: float = 0.0
-    color_cell: int = 16
-    #: weight of the exposure prior (:mod:`engan.losses.exposure`); 0 = off
-    exposure_weight: float = 0.0
-    #: mean luma the batch is pulled to; None = the normal-light set's own mean, measured at the start
-    exposure_level: float | None = None
-    #: weight of the exposure-order term (:func:`engan.losses.exposure.exposure_order_loss`); 0 = off
-    order_weight: float = 0.0
-    #: stops out per stop in, relative to the batch, that the exposure-order term asks for
-    order_slope: float = 0.5
-    #: weight of the identity term (:mod:`engan.losses.identity`, G(normal) = normal); 0 = off
-    identity_weight: float = 0.0
-    #: weight of the highlight term (:mod:`engan.losses.highlight`, bright pixels do not get brighter); 0 = off
-    highlight_weight: float = 0.0
+    ``terms`` maps a term's name to ``{"weight": w, <option>: value, ...}``; a term or
+    option not named keeps its registered default. A run's ``config.json`` holds every
+    registered term with its resolved weight and options.
+    """
+
+    terms: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def weight(self, name: str) -> float:
+        """The weight given to ``name`` here (0 when not named: the caller resolves registry defaults)."""
+        return float(self.terms.get(name, {}).get("weight", 0.0))
+
+    def option(self, name: str, option: str, default: Any = None) -> Any:
+        return self.terms.get(name, {}).get(option, default)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LossConfig":
+        """Read ``{"terms": {...}}``, or the flat fields of configs written before the registry."""
+        if "terms" in d:
+            return cls(terms={k: dict(v) for k, v in d["terms"].items()})
+        return cls(terms=_legacy_loss_terms(d))
+
+
+#: flat LossConfig field (before the registry) -> (term, option)
+_LEGACY_LOSS_FIELDS = {
+    "feature_net": ("sfp", "feature_net"), "vgg_weights": ("sfp", "vgg_weights"), "sfp_weight": ("sfp", "weight"),
+    "patch_sfp": ("sfp", "patch"), "color_weight": ("color", "weight"), "color_cell": ("color", "cell"),
+    "exposure_weight": ("exposure", "weight"), "exposure_level": ("exposure", "level"),
+    "order_weight": ("order", "weight"), "order_slope": ("order", "slope"),
+    "identity_weight": ("identity", "weight"), "highlight_weight": ("highlight", "weight"),
+}
+
+
+def _legacy_loss_terms(d: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    unknown = set(d) - set(_LEGACY_LOSS_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown loss setting(s) {', '.join(sorted(unknown))} in the config")
+    terms: dict[str, dict[str, Any]] = {"adversarial": {"weight": 1.0}, "sfp": {"weight": 1.0}}
+    for key, value in d.items():
+        term, option = _LEGACY_LOSS_FIELDS[key]
+        terms.setdefault(term, {})[option] = "" if (key == "vgg_weights" and value is None) else value
+    return terms
+
+
+@dataclass(frozen=True)
+class DegradeConfig:
+    """Ranges of the degraded twin (:func:`engan.data.degrade.degrade`), each drawn per crop.
+
+    The twin exists only when a loss term needs it (the ``consistency`` term).
+
+    Attributes:
+        stops: exposure shortfall in stops of linear light, uniform in [lo, hi].
+        shot: shot-noise variance per unit of linear signal, log-uniform in [lo, hi].
+        read: read-noise standard deviation in linear light, log-uniform in [lo, hi].
+        chroma_blur: largest Gaussian sigma (px) of the noise's low-frequency share.
+        jpeg_prob: share of twins that are JPEG-compressed (4:2:0).
+        jpeg_quality: JPEG quality, uniform integer in [lo, hi].
+    """
+
+    stops: tuple[float, float] = (0.0, 2.0)
+    shot: tuple[float, float] = (2e-5, 1e-3)
+    read: tuple[float, float] = (1e-4, 1e-3)
+    chroma_blur: float = 1.5
+    jpeg_prob: float = 0.5
+    jpeg_quality: tuple[int, int] = (60, 95)
+
+    def __post_init__(self) -> None:
+        for name in ("stops", "shot", "read", "jpeg_quality"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))  # JSON gives lists
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"degrade.{name} range [{lo}, {hi}] has lo > hi")
+        if self.stops[0] < 0:
+            raise ValueError(f"degrade.stops {self.stops} must be >= 0 (a shortfall of exposure)")
+        if self.shot[0] <= 0 or self.read[0] <= 0:
+            raise ValueError("degrade.shot and degrade.read ranges must be > 0 (they are drawn log-uniformly)")
+        if not 0.0 <= self.jpeg_prob <= 1.0:
+            raise ValueError(f"degrade.jpeg_prob {self.jpeg_prob} is outside [0, 1]")
+        if not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
+            raise ValueError(f"degrade.jpeg_quality {self.jpeg_quality} must lie in [1, 100]")
 
 
 @dataclass(frozen=True)
@@ -127,8 +197,16 @@ class DataConfig:
     darken_prob: float = 0.5  # authors' "vary" augmentation
     darken_min: float = 2.0
     darken_max: float = 4.0
-    noise_prob: float = 0.0  # not in the paper: sensor noise on this share of generator inputs
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)
     workers: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DataConfig":
+        d = dict(d)
+        if float(d.pop("noise_prob", 0.0) or 0.0) > 0:  # configs written before the degraded twin
+            warnings.warn("data.noise_prob is no longer supported (its runs learned to darken; the consistency "
+                          "loss term and data.degrade replace it): ignored", stacklevel=2)
+        return cls(**{**d, "degrade": DegradeConfig(**d.get("degrade", {}))})
 
 
 @dataclass(frozen=True)
@@ -150,6 +228,9 @@ class TrainConfig:
     amp: bool = True  # only used on CUDA
     threads: int = 0  # torch.set_num_threads on CPU; 0 keeps torch's default
     channels_last: bool = True  # NHWC memory format for G and Ds (faster on CPU and CUDA)
+    #: keep the generator's BatchNorm on its running statistics (a fine-tune of a trained generator: training
+    #: then computes exactly what inference does, whatever else shares the batch)
+    freeze_bn: bool = False
     #: generator weights a new run starts from (a .safetensors generator; "" = random init, the authors');
     #: the discriminators always start fresh, and a resumed run takes everything from its own state
     pretrained: str = ""
@@ -187,8 +268,8 @@ class ExperimentConfig:
         return cls(
             model=model,
             discriminator=DiscriminatorConfig(**d.get("discriminator", {})),
-            loss=LossConfig(**d.get("loss", {})),
-            data=DataConfig(**d.get("data", {})),
+            loss=LossConfig.from_dict(d.get("loss", {})),
+            data=DataConfig.from_dict(d.get("data", {})),
             train=TrainConfig(**d.get("train", {})),
         )
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engan.data.augment import add_sensor_noise
+from engan.config import DegradeConfig
+from engan.data.degrade import degrade
 from engan.eval.datasets import fit_longest_side
 from engan.eval.enhancers import make_enhance_fn
 from engan.eval.metrics import to_uint8
@@ -32,13 +33,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--colour-run", default=None, help="a .safetensors trained with --color-weight (optional column)")
+    ap.add_argument("--colour-run", default=None, help="a .safetensors trained with the colour term (optional column)")
     ap.add_argument("--run", action="append", default=[], metavar="LABEL=PATH",
                     help="another generator .safetensors as a column (repeatable)")
     ap.add_argument("--photos", default="coffee,chelsea,rocket",
                     help="comma list of scikit-image sample photos, one row each (default: coffee,chelsea,rocket)")
     ap.add_argument("--noise", type=int, default=None, metavar="SEED",
-                    help="add synthetic sensor noise to each darkened input (engan.data.augment.add_sensor_noise, "
+                    help="add sensor noise and JPEG to each darkened input (engan.data.degrade, no further darkening, "
                          "drawn with this seed), as real dark photos have")
     ap.add_argument("--as-shot", default="", metavar="PHOTOS",
                     help="comma list of sample photos added as rows fed as they are, not darkened (default: none)")
@@ -60,8 +61,9 @@ def main() -> None:
         orig = sample_photo(name, max_side=400)
         shown = darken(orig) if darkened else orig
         if args.noise is not None and darkened:
-            noisy = add_sensor_noise(shown.astype(np.float32) / 255.0, np.random.default_rng(args.noise))
-            shown = to_uint8(noisy)
+            chw = np.ascontiguousarray(shown.transpose(2, 0, 1), dtype=np.float32) / 255.0
+            noisy = degrade(chw, np.random.default_rng(args.noise), DegradeConfig(stops=(0.0, 0.0)))
+            shown = to_uint8(noisy.transpose(1, 2, 0))
         if as_shot:  # mixed rows: one input column, the row name says which
             input_label, row_name = "Input", f"{name} ({'darkened' if darkened else 'as shot'})"
         else:

@@ -32,17 +32,21 @@ def make_image(h: int, w: int, seed: int = 0, dark: float = 0.3) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
-def tiny_train_args(root: Path, out: Path, *options: str) -> list[str]:
+def tiny_train_args(root: Path, out: Path, *options: str, recipe: str | None = "smoke") -> list[str]:
     """Write 3 dark + 3 bright 40x40 images under ``root`` and return `engan train` arguments
-    for a 1-step tiny run on them into ``out``, followed by ``options``."""
+    for a 1-step run on them into ``out`` (crop 32, ndf 8, one thread), followed by ``options``.
+
+    ``recipe``: the recipe named (the tiny ``smoke`` one), or None for none (the default recipe's losses, and
+    with ``--pretrained`` the file's generator)."""
     from PIL import Image
 
     for sub, dark in (("low", 0.25), ("normal", 0.9)):
         (root / sub).mkdir(exist_ok=True)
         for i in range(3):
             Image.fromarray(make_image(40, 40, seed=i, dark=dark)).save(root / sub / f"{i}.png")
-    return ["--low", str(root / "low"), "--normal", str(root / "normal"), "--out", str(out), "--preset", "tiny",
-            "--steps", "1", "--crop", "32", "--batch", "1", "--ndf", "8", "--threads", "1", "--quiet", *options]
+    return [*(["--recipe", recipe] if recipe else []), "--low", str(root / "low"), "--normal", str(root / "normal"),
+            "--out", str(out), "--steps", "1", "--batch", "1", "--set", "data.crop=32", "--set", "discriminator.ndf=8",
+            "--set", "train.threads=1", "--quiet", *options]
 
 
 @pytest.fixture

@@ -77,7 +77,8 @@ def test_augment_pair_shapes_ranges_and_darkening():
     low, normal = make_image(80, 70, 1), make_image(50, 90, 2, dark=0.9)
     darkened = 0
     for seed in range(60):
-        a, a_in, b = augment_pair(low, normal, 48, np.random.default_rng(seed))
+        a, a_in, b, twin = augment_pair(low, normal, 48, np.random.default_rng(seed))
+        assert twin is None  # no twin unless asked for
         assert a.shape == a_in.shape == b.shape == (3, 48, 48)
         assert a.dtype == a_in.dtype == b.dtype == np.float32
         assert 0.0 <= a.min() and a.max() <= 1.0 and 0.0 <= b.min() and b.max() <= 1.0
@@ -95,7 +96,7 @@ def test_a_divisor_below_one_brightens_and_clips_at_one():
     low, normal = make_image(80, 70, 1), make_image(50, 90, 2)
     ratios = []
     for seed in range(40):
-        a, a_in, _ = augment_pair(low, normal, 48, np.random.default_rng(seed), darken_prob=1.0, darken_min=0.5,
+        a, a_in, _, _ = augment_pair(low, normal, 48, np.random.default_rng(seed), darken_prob=1.0, darken_min=0.5,
                                   darken_max=0.5)
         assert 0.0 <= a_in.min() and a_in.max() <= 1.0  # never above 1
         unclipped = (a > 0.05) & (a * 2 < 1.0)
@@ -104,7 +105,7 @@ def test_a_divisor_below_one_brightens_and_clips_at_one():
     r = np.concatenate(ratios)
     assert r.size and np.allclose(r, 2.0, atol=1e-4)  # t = 0.5 doubles the input
     # the default range is the authors' (2..4, darkening only): clipping never triggers
-    _, a_in, _ = augment_pair(low, normal, 48, np.random.default_rng(0), darken_prob=1.0)
+    _, a_in, _, _ = augment_pair(low, normal, 48, np.random.default_rng(0), darken_prob=1.0)
     assert a_in.max() <= 0.5
 
 

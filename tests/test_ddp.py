@@ -25,7 +25,7 @@ def _worker(rank: int, world: int, port: int, cfg_json: str, out: str, dump: str
                       WORLD_SIZE=str(world))
     torch.set_num_threads(1)
     from engan.config import ExperimentConfig
-    from engan.trainer import Trainer
+    from engan.train.trainer import Trainer
 
     cfg = ExperimentConfig.from_dict(json.loads(cfg_json))
     t = Trainer(cfg, out, progress=False)

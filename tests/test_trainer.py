@@ -16,12 +16,12 @@ from PIL import Image
 
 from conftest import make_image, tiny_config
 from engan.cli.train import train as train_cmd
-from engan.config import DiscriminatorConfig, ExperimentConfig, model_config
+from engan.config import ExperimentConfig, LossConfig, model_config
 from engan.data import DataError
 from engan.losses import mean_luma_of_images
 from engan.models.checkpoint import load_generator, read_metadata
-from engan.train_state import LATEST, STATE_DIR, load_latest
-from engan.trainer import RunDirError, Trainer
+from engan.train.state import LATEST, STATE_DIR, load_latest
+from engan.train.trainer import RunDirError, Trainer
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +40,11 @@ def test_smoke_train_writes_the_run_folder(data_dirs, tmp_path):
     out = tmp_path / "run"
     t = Trainer(tiny_config(data_dirs, steps=3), out, progress=False)
     last = t.fit()
-    assert set(last) >= {"g_total", "g_global", "g_local", "sfp_global", "sfp_local", "color", "d_global",
-                         "d_local", "lr"}
+    assert set(last) == {"g_total", "adversarial", "adversarial.global", "adversarial.local", "sfp", "sfp.global",
+                         "sfp.local", "d_global", "d_local", "lr", "sec_per_step"}  # the authors' losses only
     assert all(np.isfinite(v) for v in last.values())
-    assert last["color"] == 0.0  # off by default (the authors' losses only)
+    assert last["g_total"] == pytest.approx(last["adversarial"] + last["sfp"], rel=1e-5)
+    assert last["sfp"] == pytest.approx(last["sfp.global"] + last["sfp.local"], rel=1e-5)
     for f in ("generator.safetensors", "generator_raw.safetensors", "config.json", "metrics.jsonl",
               "snapshots/generator_step000002.safetensors", "snapshots/generator_raw_step000002.safetensors",
               "snapshots/generator_step000003.safetensors", "samples/step000002.png", "samples/step000003.png",
@@ -65,7 +66,7 @@ def test_smoke_train_writes_the_run_folder(data_dirs, tmp_path):
 
 
 def test_lr_schedule_is_constant_then_linear_to_zero():
-    from engan.schedule import lr_at
+    from engan.train.schedule import lr_at
 
     # the authors' 100 + 100 epochs: epoch 101 still at lr, then -lr/100 per epoch
     assert [lr_at(s, 200, 1e-4) for s in (0, 99, 100)] == [1e-4, 1e-4, 1e-4]
@@ -112,7 +113,7 @@ def test_resume_to_more_steps_and_refusals(data_dirs, tmp_path):
 
 
 def test_failed_checkpoint_write_keeps_the_previous_one(data_dirs, tmp_path, monkeypatch, caplog):
-    import engan.train_state as ts
+    import engan.train.state as ts
 
     out = tmp_path / "run"
     t = Trainer(tiny_config(data_dirs, steps=4), out, progress=False)
@@ -152,9 +153,9 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_last_good_one(data_dirs, t
     (tmp_path / "cfg.json").write_text(cfg.to_json())
     script = textwrap.dedent(f"""
         import json, os, signal
-        import engan.train_state as ts
+        import engan.train.state as ts
         from engan.config import ExperimentConfig
-        from engan.trainer import Trainer
+        from engan.train.trainer import Trainer
         real = ts._write_file
         def dying(path, data):
             if "step000004" in str(path):
@@ -177,69 +178,162 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_last_good_one(data_dirs, t
     assert load_latest(out).step == 4
 
 
-def test_cli_help_lists_every_option_with_its_default():
+def test_cli_help_lists_everyday_options_recipes_and_loss_terms():
+    from engan.losses import registered_terms
+
     res = CliRunner().invoke(train_cmd, ["--help"], terminal_width=100)
     assert res.exit_code == 0
     text = " ".join(res.output.split())
-    for opt, default in [("--preset", "[default: paper"), ("--steps", "[default: 1000; paper: 200 epochs]"),
-                         ("--batch", "[default: 8; paper: 32 on 3 GPUs]"), ("--crop", "[default: 320; paper: 320]"),
-                         ("--lr", "[default: 0.0001; paper: 1e-4]"), ("--save-every", "[default: 100]"),
-                         ("--sample-every", "[default: 100]"), ("--device", "[default: auto]"),
-                         ("--amp / --no-amp", "[default: --amp]"),
-                         ("--head", "[default: residual; on --resume: the saved one]"), ("--curve-iters", "[default: 8]"),
-                         ("--darken-min", "[default: 2; paper: 2]"), ("--highlight-weight", "bright photos are not clipped"), ("--darken-prob", "[default: 0.5; paper: 0.5]"),
-                         ("--seed", "[default: 0]"), ("--feature-net", "paper: vgg16]"),
-                         ("--vgg-weights", "[default: none]"), ("--workers", "[default: 0]"),
-                         ("--ema-decay", "[default: 0.999; paper: no EMA]"), ("--threads", "[default: 0]"),
-                         ("--resume", "architecture options may not change"), ("--low", "--normal")]:
+    options = [line.split()[0] for line in res.output.split("Options:")[1].split("Recipes")[0].splitlines()
+               if line.startswith("  -")]
+    assert options == ["--recipe", "--config", "--low", "--normal", "--out", "--loss", "--set", "--steps", "--batch",
+                       "--lr", "--pretrained", "--resume", "--device", "--seed", "--quiet", "-h,"]
+    for opt, default in [("--recipe", "[default: v3, the shipped model's"), ("--steps", "[default: the recipe's]"),
+                         ("--device", "[default: auto]"), ("--seed", "[default: 0]"),
+                         ("--resume", "architecture settings may not change"), ("--set", "loss.order.slope=0.3")]:
         assert opt in text and default in text, (opt, default)
+    for name in ("paper", "v3", "smoke"):
+        assert f"\n  {name} " in res.output
+    for name in registered_terms():
+        assert f"{name} (default " in text, name
+    assert "--color-weight" not in text  # legacy options still work but are not listed
 
 
-@dataclasses.dataclass(frozen=True)
-class _SmallDConfig(ExperimentConfig):
-    """The defaults with ndf=8 discriminators, so CLI tests do not save 200 MB of D state."""
-
-    discriminator: DiscriminatorConfig = dataclasses.field(default_factory=lambda: DiscriminatorConfig(ndf=8))
-
-
-def test_cli_train_then_resume_and_errors(data_dirs, tmp_path, monkeypatch):
-    import engan.cli.train as cli_train
-
-    monkeypatch.setattr(cli_train, "ExperimentConfig", _SmallDConfig)
+def test_cli_train_then_resume_and_errors(data_dirs, tmp_path):
     low, normal = data_dirs
     out = tmp_path / "run"
-    args = ["--low", str(low), "--normal", str(normal), "--out", str(out), "--preset", "tiny", "--steps", "1",
-            "--crop", "32", "--batch", "1", "--threads", "1", "--quiet"]
+    args = ["--recipe", "smoke", "--low", str(low), "--normal", str(normal), "--out", str(out), "--steps", "1",
+            "--batch", "1", "--quiet"]
     r = CliRunner().invoke(train_cmd, args)
     assert r.exit_code == 0, r.output
     assert f"done: {out / 'generator.safetensors'} (step 1)" in r.output
     r = CliRunner().invoke(train_cmd, args)
     assert r.exit_code == 1 and "pass --resume to continue it" in r.output
-    r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--steps", "2", "--color-weight", "5",
-                                       "--exposure-weight", "3", "--exposure-level", "0.4", "--identity-weight", "2", "--highlight-weight", "4",
-                                       "--order-weight", "1.5", "--order-slope", "0.6", "--no-amp", "--darken-min", "0.5", "--darken-prob", "0.7", "--quiet"])
+    r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--steps", "2", "--loss", "color=5",
+                                       "--loss", "exposure=3", "--set", "loss.exposure.level=0.4", "--loss", "identity=2",
+                                       "--loss", "highlight=4", "--loss", "order=1.5", "--set", "loss.order.slope=0.6",
+                                       "--set", "train.amp=false", "--set", "data.darken_min=0.5",
+                                       "--set", "data.darken_prob=0.7", "--quiet"])
     assert r.exit_code == 0, r.output
     saved = json.loads((out / "config.json").read_text())
     assert saved["train"]["steps"] == 2 and saved["model"]["preset"] == "tiny" and saved["data"]["crop"] == 32
-    assert saved["loss"]["color_weight"] == 5.0 and saved["loss"]["color_cell"] == 16
-    assert saved["loss"]["exposure_weight"] == 3.0 and saved["loss"]["exposure_level"] == 0.4
-    assert saved["loss"]["identity_weight"] == 2.0 and saved["train"]["amp"] is False
-    assert saved["loss"]["highlight_weight"] == 4.0
-    assert (saved["loss"]["order_weight"], saved["loss"]["order_slope"]) == (1.5, 0.6)
+    terms = saved["loss"]["terms"]
+    assert terms["color"] == {"weight": 5.0, "cell": 16}
+    assert terms["exposure"] == {"weight": 3.0, "level": 0.4}
+    assert terms["identity"] == {"weight": 2.0} and saved["train"]["amp"] is False
+    assert terms["highlight"]["weight"] == 4.0 and terms["order"] == {"weight": 1.5, "slope": 0.6}
+    assert terms["adversarial"] == {"weight": 1.0} and terms["consistency"] == {"weight": 0.0, "coarse": 4}
     assert (saved["data"]["darken_min"], saved["data"]["darken_max"], saved["data"]["darken_prob"]) == (0.5, 4.0, 0.7)
     assert load_latest(out).step == 2
-    r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--darken-min", "3", "--darken-max", "2"])
-    assert r.exit_code == 2 and "--darken-min 3 is above --darken-max 2" in r.output
-    r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--preset", "lite", "--quiet"])
+    r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--set", "data.darken_min=3",
+                                       "--set", "data.darken_max=2"])
+    assert r.exit_code == 2 and "data.darken_min 3 is above data.darken_max 2" in r.output
+    r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--set", "model.preset=lite", "--quiet"])
     assert r.exit_code == 1 and "other architecture options" in r.output
-    r = CliRunner().invoke(train_cmd, ["--low", str(tmp_path / "missing"), "--normal", str(normal),
+    r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--recipe", "v3"])
+    assert r.exit_code == 2 and "a resumed run keeps its saved recipe" in r.output
+    r = CliRunner().invoke(train_cmd, ["--recipe", "smoke", "--low", str(tmp_path / "missing"), "--normal", str(normal),
                                        "--out", str(tmp_path / "r2"), "--quiet"])
     assert r.exit_code == 1 and f"image folder not found: {tmp_path / 'missing'}" in r.output
-    r = CliRunner().invoke(train_cmd, ["--low", str(low), "--normal", str(normal), "--out", str(tmp_path / "r3"),
-                                       "--crop", "40", "--quiet"])
-    assert r.exit_code == 1 and "--crop 40 is not a multiple of 16" in r.output
+    r = CliRunner().invoke(train_cmd, [*args[:6], "--out", str(tmp_path / "r3"), "--set", "data.crop=40", "--quiet"])
+    assert r.exit_code == 1 and "crop 40 is not a multiple of 16" in r.output
     r = CliRunner().invoke(train_cmd, ["--out", str(tmp_path / "r4"), "--resume"])
     assert r.exit_code == 2 and "there is no run to continue" in r.output
+    for bad, message in ((["--loss", "colour=3"], "unknown loss term 'colour'; registered: adversarial, sfp, color"),
+                         (["--loss", "color=-1"], "loss term color: weight -1 is negative; use 0 to switch it off"),
+                         (["--loss", "color=much"], "color.weight: 'much' is not a valid float"),
+                         (["--set", "loss.color.size=3"], "loss term color has no option size (its options: cell)"),
+                         (["--set", "train.stpes=3"], "unknown setting train.stpes; train has: steps, batch"),
+                         (["--set", "train.lr"], "--set 'train.lr': write SECTION.FIELD=VALUE"),
+                         (["--recipe", "v9"], "unknown recipe 'v9'; recipes: paper, v3, smoke")):
+        r = CliRunner().invoke(train_cmd, [*args[:6], "--out", str(tmp_path / "bad"), *bad, "--quiet"])
+        assert r.exit_code == 2 and message in " ".join(r.output.split()), (bad, r.output)
+    assert not (tmp_path / "bad").exists()  # every refusal comes before the run folder is made
+
+
+def test_legacy_options_still_work_with_a_deprecation_line(data_dirs, tmp_path):
+    low, normal = data_dirs
+    out = tmp_path / "run"
+    r = CliRunner().invoke(train_cmd, [
+        "--low", str(low), "--normal", str(normal), "--out", str(out), "--preset", "tiny", "--crop", "32",
+        "--batch", "1", "--steps", "1", "--ndf", "8", "--threads", "1", "--color-weight", "5", "--order-slope", "0.6",
+        "--no-amp", "--quiet"])
+    assert r.exit_code == 0, r.output + r.stderr
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["model"]["preset"], saved["data"]["crop"], saved["discriminator"]["ndf"]) == ("tiny", 32, 8)
+    assert saved["loss"]["terms"]["color"]["weight"] == 5.0 and saved["loss"]["terms"]["order"]["slope"] == 0.6
+    assert saved["train"]["amp"] is False and saved["train"]["threads"] == 1
+    assert "engan train: --color-weight is deprecated and goes in the next release; use --loss color=5" in r.stderr
+    assert "engan train: --crop is deprecated and goes in the next release; use --set data.crop=32" in r.stderr
+    assert "use --set train.amp=false" in r.stderr
+
+
+def test_recipe_v3_gives_the_loss_weights_of_the_command_v3_was_trained_with(data_dirs, tmp_path):
+    """The shipped model's command (MODEL_CARD.md, old flags) and --recipe v3 resolve to the same loss and schedule."""
+    low, normal = data_dirs
+    old = ["--low", str(low), "--normal", str(normal), "--preset", "lite", "--head", "curve-residual", "--crop", "128",
+           "--batch", "4", "--ndf", "32", "--lr", "2e-4", "--color-weight", "10", "--exposure-weight", "10",
+           "--order-weight", "1", "--order-slope", "0.5", "--steps", "2400", "--save-every", "200",
+           "--sample-every", "600", "--threads", "1", "--seed", "0"]
+    new = ["--recipe", "v3", "--low", str(low), "--normal", str(normal), "--set", "train.threads=1"]
+    configs = []
+    for name, args in (("old", old), ("new", new)):
+        r = CliRunner().invoke(train_cmd, [*args, "--out", str(tmp_path / name), "--steps", "1", "--quiet",
+                                           "--set", "data.crop=32", "--set", "discriminator.ndf=8", "--batch", "1"])
+        assert r.exit_code == 0, r.output
+        configs.append(json.loads((tmp_path / name / "config.json").read_text()))
+    old_cfg, new_cfg = configs
+    assert old_cfg["loss"] == new_cfg["loss"]
+    # and with the loss section the v3 command wrote before the registry (its config.json, flat fields)
+    from engan.losses import normalized_terms
+
+    shipped = LossConfig.from_dict({
+        "feature_net": "efficientnet-lite0", "vgg_weights": None, "sfp_weight": 1.0, "patch_sfp": True,
+        "color_weight": 10.0, "color_cell": 16, "exposure_weight": 10.0,
+        "exposure_level": new_cfg["loss"]["terms"]["exposure"]["level"], "order_weight": 1.0, "order_slope": 0.5,
+        "identity_weight": 0.0, "highlight_weight": 0.0})
+    assert normalized_terms(shipped.terms) == new_cfg["loss"]["terms"]
+    assert new_cfg["loss"]["terms"]["color"]["weight"] == 10.0 and new_cfg["loss"]["terms"]["order"]["weight"] == 1.0
+    assert old_cfg["train"]["lr"] == new_cfg["train"]["lr"] == 2e-4
+    # the recipe also carries the shipped shoulder, which the old command added later with `engan average --knee 0.8`
+    assert new_cfg["model"]["generator"]["knee"] == 0.8
+    assert {**old_cfg["model"]["generator"], "knee": 0.8} == new_cfg["model"]["generator"]
+
+
+def test_a_runs_config_json_repeats_the_run(data_dirs, tmp_path):
+    low, normal = data_dirs
+    first = tmp_path / "a"
+    r = CliRunner().invoke(train_cmd, ["--recipe", "smoke", "--low", str(low), "--normal", str(normal), "--out",
+                                       str(first), "--loss", "color=3", "--set", "train.lr=3e-4", "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(train_cmd, ["--config", str(first / "config.json"), "--out", str(tmp_path / "b"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    a, b = (json.loads((tmp_path / x / "config.json").read_text()) for x in ("a", "b"))
+    assert a == b
+    for k, v in load_latest(first).tensors.items():  # same config, same seed: the same weights
+        torch.testing.assert_close(v, load_latest(tmp_path / "b").tensors[k], msg=k)
+
+
+def test_config_files_in_toml_and_yaml_override_the_recipe(data_dirs, tmp_path):
+    from engan.recipes import ConfigError, read_config_file, resolve
+
+    (tmp_path / "c.toml").write_text('[train]\nlr = 3e-4\n[loss.order]\nweight = 2\nslope = 0.3\n')
+    cfg = resolve("v3", tmp_path / "c.toml")
+    assert cfg.train.lr == 3e-4 and cfg.loss.terms["order"] == {"weight": 2, "slope": 0.3}
+    assert cfg.loss.terms["color"] == {"weight": 10} and cfg.model.preset == "lite"  # the rest stays the recipe's
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"data": {"crop": 64}, "loss": {"color": 4}}))
+    cfg = resolve("v3", tmp_path / "c.yaml")
+    assert cfg.data.crop == 64 and cfg.loss.terms["color"] == {"weight": 4}
+    (tmp_path / "bad.toml").write_text("[trian]\nlr = 1\n")
+    with pytest.raises(ConfigError, match=r"bad.toml: unknown section\(s\) trian; sections: model, discriminator"):
+        resolve("v3", tmp_path / "bad.toml")
+    (tmp_path / "broken.toml").write_text("[train\n")
+    with pytest.raises(ConfigError, match="broken.toml could not be parsed"):
+        read_config_file(tmp_path / "broken.toml")
+    with pytest.raises(ConfigError, match="unknown config format '.ini'"):
+        (tmp_path / "c.ini").write_text("x")
+        read_config_file(tmp_path / "c.ini")
 
 
 def test_tensorboard_scalars_when_available(data_dirs, tmp_path, monkeypatch):
@@ -263,58 +357,63 @@ def test_tensorboard_scalars_when_available(data_dirs, tmp_path, monkeypatch):
     assert written[0] == ("dir", str(out / "tb")) and ("train/g_total", 1) in written and written[-1][0] == "closed"
 
 
-def _resume_with(data_dirs, out, **loss_fields):
-    """2 steps with the paper's losses, then resume to 3 with ``loss_fields``: last metrics, saved loss config."""
+def _with_terms(cfg, **terms):
+    """``cfg`` with these loss terms' weights/options (``name={"weight": w, ...}``)."""
+    return dataclasses.replace(cfg, loss=LossConfig(terms={**cfg.loss.terms, **terms}))
+
+
+def _resume_with(data_dirs, out, **terms):
+    """2 steps with the paper's losses, then resume to 3 with ``terms``: last metrics, saved loss config."""
     Trainer(tiny_config(data_dirs, steps=2), out, progress=False).fit()
-    cfg = tiny_config(data_dirs, steps=3)
-    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **loss_fields))
-    t = Trainer(cfg, out, resume=True, progress=False)
+    t = Trainer(_with_terms(tiny_config(data_dirs, steps=3), **terms), out, resume=True, progress=False)
     last = t.fit()
     assert t.step_no == 3
-    return last, json.loads((out / "config.json").read_text())["loss"]
+    return last, json.loads((out / "config.json").read_text())["loss"]["terms"]
 
 
-@pytest.mark.parametrize("key, fields", [("color", {"color_weight": 10.0, "color_cell": 8}),
-                                         ("exposure", {"exposure_weight": 20.0}),
-                                         ("order", {"order_weight": 3.0, "order_slope": 0.7}),
-                                         ("identity", {"identity_weight": 5.0}),
-                                         ("highlight", {"highlight_weight": 5.0})])
-def test_optional_terms_add_to_the_generator_loss_and_can_be_switched_on_at_resume(data_dirs, tmp_path, key, fields):
-    last, saved = _resume_with(data_dirs, tmp_path / "run", **fields)
+@pytest.mark.parametrize("key, entry", [("color", {"weight": 10.0, "cell": 8}),
+                                        ("exposure", {"weight": 20.0, "level": 0.45}),
+                                        ("order", {"weight": 3.0, "slope": 0.7}),
+                                        ("identity", {"weight": 5.0}),
+                                        ("highlight", {"weight": 5.0, "threshold": 0.35, "ramp": 0.1}),
+                                        ("consistency", {"weight": 4.0, "coarse": 4})])
+def test_optional_terms_add_to_the_generator_loss_and_can_be_switched_on_at_resume(data_dirs, tmp_path, key, entry):
+    last, saved = _resume_with(data_dirs, tmp_path / "run", **{key: entry})
     assert last[key] > 0 if key != "highlight" else last[key] >= 0  # random tiny G: bright pixels may not rise
-    weight = fields[f"{key}_weight"]
-    parts = last["g_global"] + last["g_local"] + last["sfp_global"] + last["sfp_local"] + weight * last[key]
+    parts = last["adversarial"] + last["sfp"] + entry["weight"] * last[key]
     assert last["g_total"] == pytest.approx(parts, rel=1e-5)
-    assert {k: saved[k] for k in fields} == fields
+    assert saved[key] == entry
 
 
-def test_identity_and_highlight_terms_run_low_and_normal_crops_through_one_generator_forward(data_dirs, tmp_path):
+def test_extra_passes_run_through_one_generator_forward(data_dirs, tmp_path):
     cfg = tiny_config(data_dirs, steps=1)
     seen = {}
-    for weight, term in ((0.0, "identity_weight"), (5.0, "identity_weight"), (5.1, "highlight_weight")):
-        c = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **{term: weight}))
-        t = Trainer(c, tmp_path / f"r{weight:g}", progress=False)
-        sizes = seen.setdefault(weight, set())
+    cases = {"none": {}, "identity": {"identity": {"weight": 5.0}}, "highlight": {"highlight": {"weight": 5.1}},
+             "consistency": {"consistency": {"weight": 2.0}},
+             "both": {"identity": {"weight": 1.0}, "consistency": {"weight": 1.0}}}
+    for case, terms in cases.items():
+        t = Trainer(_with_terms(cfg, **terms), tmp_path / case, progress=False)
+        sizes = seen.setdefault(case, set())
         t.G.conv1_1.register_forward_pre_hook(lambda m, args, sizes=sizes: sizes.add(args[0].shape[0]) if m.training
                                               else None)
         last = t.fit()
-        assert (last["identity"] > 0) == (term == "identity_weight" and weight > 0)
-    # the G step sees the 2 low crops without the terms, 2 low + 2 normal with either (one BatchNorm batch)
-    assert seen == {0.0: {cfg.train.batch}, 5.0: {2 * cfg.train.batch}, 5.1: {2 * cfg.train.batch}}
+        assert ("identity" in last) == ("identity" in terms) and ("consistency" in last) == ("consistency" in terms)
+    # the G step sees the 2 low crops, plus 2 normal crops and/or 2 degraded twins (one BatchNorm batch)
+    b = cfg.train.batch
+    assert seen == {"none": {b}, "identity": {2 * b}, "highlight": {2 * b}, "consistency": {2 * b}, "both": {3 * b}}
 
 
 def test_exposure_level_defaults_to_the_normal_sets_mean_luma(data_dirs, tmp_path):
     from engan.data import load_folder
 
     expected = round(mean_luma_of_images(load_folder(data_dirs[1]).images), 4)
-    cfg = tiny_config(data_dirs, steps=1)
-    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, exposure_weight=20.0))
+    cfg = _with_terms(tiny_config(data_dirs, steps=1), exposure={"weight": 20.0})
     t = Trainer(cfg, tmp_path / "r1", progress=False)
-    assert t.cfg.loss.exposure_level == pytest.approx(expected)  # what config.json will record
+    assert t.cfg.loss.terms["exposure"]["level"] == pytest.approx(expected)  # what config.json will record
     # a given level is kept; without loaded data a missing level is a clear error
-    cfg2 = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, exposure_level=0.35))
-    assert Trainer(cfg2, tmp_path / "r2", progress=False).cfg.loss.exposure_level == 0.35
-    with pytest.raises(DataError, match="--exposure-level"):
+    cfg2 = _with_terms(cfg, exposure={"weight": 20.0, "level": 0.35})
+    assert Trainer(cfg2, tmp_path / "r2", progress=False).cfg.loss.terms["exposure"]["level"] == 0.35
+    with pytest.raises(DataError, match=r"loss term exposure: its level is measured .*--set loss.exposure.level=0.42"):
         Trainer(cfg, tmp_path / "r3", progress=False, load_data=False)
 
 
@@ -350,9 +449,8 @@ def test_cli_pretrained_takes_the_files_architecture_and_names_bad_values(tmp_pa
     src = save_generator(tmp_path / "curve.safetensors",
                          UNetGenerator(GeneratorConfig(base_width=4, head="curve-residual", knee=0.8)).eval())
     (tmp_path / "data").mkdir()
-    args = tiny_train_args(tmp_path / "data", tmp_path / "run")
-    no_preset = [a for i, a in enumerate(args) if a != "--preset" and (i == 0 or args[i - 1] != "--preset")]
-    r = CliRunner().invoke(train_cmd, [*no_preset, "--pretrained", str(src)])
+    args = tiny_train_args(tmp_path / "data", tmp_path / "run", recipe=None)
+    r = CliRunner().invoke(train_cmd, [*args, "--pretrained", str(src)])
     assert r.exit_code == 0, r.output
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["model"]["preset"] == "tiny" and saved["train"]["pretrained"] == str(src.resolve())

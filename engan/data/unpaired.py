@@ -19,8 +19,9 @@ Augmentation per sample (spec section 5, in this order):
 4. the authors' "vary" darkening: with p = ``darken_prob`` the generator input
    is ``low / t`` with ``t`` drawn from {2.00, 2.01, ..., 4.00}; otherwise it is
    ``low``. The un-darkened ``low`` stays the reference of the SFP loss.
-5. with p = ``noise_prob`` (0 by default; not in the paper) sensor noise is added to
-   the generator input only (:func:`engan.data.augment.add_sensor_noise`).
+5. when a loss term needs it (``consistency``; not in the paper), the degraded twin of the
+   generator input (:func:`engan.data.degrade.degrade`), drawn last so that the stream
+   without it is unchanged.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engan.config import DegradeConfig
 from engan.data.augment import augment_pair
 from engan.data.images import ImageBank
 
@@ -42,12 +44,14 @@ class Batch:
         low_input: the generator input (``low``, darkened for some samples).
         normal: normal-light crops (the discriminators' real images).
         step: the step this batch belongs to.
+        low_degraded: the degraded twins of ``low_input`` (None unless a loss term needs them).
     """
 
     low: np.ndarray
     low_input: np.ndarray
     normal: np.ndarray
     step: int
+    low_degraded: np.ndarray | None = None
 
 
 class UnpairedBatches:
@@ -60,7 +64,7 @@ class UnpairedBatches:
         batch: samples per batch (per process).
         seed: run seed.
         darken_prob, darken_min, darken_max: the "vary" augmentation.
-        noise_prob: share of generator inputs given sensor noise.
+        twin: ranges of the degraded twin of each generator input; None: no twin.
     """
 
     def __init__(
@@ -73,19 +77,19 @@ class UnpairedBatches:
         darken_prob: float = 0.5,
         darken_min: float = 2.0,
         darken_max: float = 4.0,
-        noise_prob: float = 0.0,
+        twin: DegradeConfig | None = None,
     ) -> None:
         self.low, self.normal = low, normal
         self.crop, self.batch_size, self.seed = int(crop), int(batch), int(seed)
-        self.augment = (float(darken_prob), float(darken_min), float(darken_max), float(noise_prob))
+        self.augment = (float(darken_prob), float(darken_min), float(darken_max), twin)
         self.epoch_len = max(len(low), len(normal))
 
     @functools.lru_cache(maxsize=4)  # noqa: B019  (few epochs are live at once)
     def _order(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, 0x0E90C4, epoch]).permutation(self.epoch_len)
 
-    def sample(self, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Global sample ``g`` -> (low, low_input, normal), each 3 x crop x crop float32."""
+    def sample(self, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Global sample ``g`` -> (low, low_input, normal, twin or None), each 3 x crop x crop float32."""
         epoch, pos = divmod(int(g), self.epoch_len)
         i = int(self._order(epoch)[pos])
         a = self.low.images[i % len(self.low)]
@@ -97,5 +101,6 @@ class UnpairedBatches:
         """The batch of ``step`` for process ``rank`` of ``world``."""
         first = (int(step) * world + rank) * self.batch_size
         parts = [self.sample(first + j) for j in range(self.batch_size)]
-        low, low_in, normal = (np.stack(p) for p in zip(*parts))
-        return Batch(low=low, low_input=low_in, normal=normal, step=int(step))
+        low, low_in, normal, twins = zip(*parts)
+        return Batch(low=np.stack(low), low_input=np.stack(low_in), normal=np.stack(normal), step=int(step),
+                     low_degraded=None if twins[0] is None else np.stack(twins))

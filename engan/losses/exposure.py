@@ -7,24 +7,19 @@ the batch averages to ``level``, so night scenes are not forced to daylight the
 way a per-patch exposure loss (Zero-DCE's) forces them. ``level`` defaults to
 the mean luma of the training set's normal-light images
 (:func:`mean_luma_of_images`), so no paired or evaluation data enters it. Not
-in the paper: an optional stabiliser (``LossConfig.exposure_weight``, 0 = off).
-
-:func:`exposure_order_loss` keeps the *order* of exposures in a batch: a crop that went in two stops
-darker than its batch-mates should come out darker too, by ``slope`` times as many stops. Without it
-most seeds of the curve-residual recipe learned, mid-training, to lift every input to the same
-brightness ("flattening", MODEL_CARD.md "Seed study"); the batch-mean prior above cannot see that.
-Also not in the paper (``LossConfig.order_weight``, 0 = off).
+in the paper: an optional stabiliser (loss term ``exposure``, weight 0 = off).
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from engan.eval.metrics import brightness
-from engan.losses.checks import check_rgb_pair
+from engan.losses.registry import LossTerm, TermInputs
 from engan.models.generator import luma
+from engan.runtime.prepost import LUMA_WEIGHTS
 
 
 def exposure_loss(output: torch.Tensor, level: float) -> torch.Tensor:
@@ -40,28 +35,40 @@ def exposure_loss(output: torch.Tensor, level: float) -> torch.Tensor:
     return (luma(output.float()).mean() - level) ** 2
 
 
-def exposure_order_loss(output: torch.Tensor, inputs: torch.Tensor, slope: float = 0.5,
-                        eps: float = 1e-3) -> torch.Tensor:
-    """Mean squared gap between each crop's relative output exposure and ``slope`` x its input's.
-
-    Relative exposure is a crop's log mean luma minus the batch's mean of those, so the absolute level
-    is left to the adversarial losses and :func:`exposure_loss`; a batch of one gives 0.
-
-    Raises:
-        ValueError: ``output`` and ``inputs`` are not NCHW RGB batches of one shape, or ``slope`` is outside [0, 1].
-    """
-    check_rgb_pair("exposure_order_loss", output, inputs)
-    if not 0.0 <= slope <= 1.0:
-        raise ValueError(f"exposure order slope {slope} is outside [0, 1] (1 keeps every stop, 0 flattens)")
-    # a train-mode residual may dip below 0; a crop whose mean does is held at log(eps), not NaN
-    lo = torch.log(luma(output.float()).mean((1, 2, 3)).clamp(min=0) + eps)
-    li = torch.log(luma(inputs.float()).mean((1, 2, 3)).clamp(min=0) + eps)
-    return (((lo - lo.mean()) - slope * (li - li.mean())) ** 2).mean()
-
-
 def mean_luma_of_images(images: Iterable[np.ndarray]) -> float:
     """Mean over images of each HxWx3 uint8 image's mean BT.601 luma, on the [0, 1] scale."""
-    values = [brightness(im) / 255.0 for im in images]
+    w = np.asarray(LUMA_WEIGHTS)
+    values = [float((np.asarray(im)[..., :3].astype(np.float64) @ w).mean()) / 255.0 for im in images]
     if not values:
         raise ValueError("mean_luma_of_images needs at least one image")
     return float(np.mean(values))
+
+
+@dataclass(frozen=True)
+class ExposureOptions:
+    """``level``: mean luma in [0, 1] the batch is pulled to; None = the normal-light set's, measured at the start."""
+
+    level: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.level is not None and not 0.0 <= float(self.level) <= 1.0:
+            raise ValueError(f"level {self.level} is outside [0, 1] (it is a mean luma)")
+
+
+def _prepare(options: ExposureOptions, normal_images: Iterable[np.ndarray] | None) -> ExposureOptions:
+    if options.level is not None:
+        return options
+    if normal_images is None:
+        raise ValueError("its level is measured from the normal-light folder, which is not loaded; give it "
+                         "(--set loss.exposure.level=0.42 or ExposureOptions level)")
+    return replace(options, level=round(mean_luma_of_images(normal_images), 4))
+
+
+def _exposure(inputs: TermInputs, options: ExposureOptions, state: object) -> torch.Tensor:
+    return exposure_loss(inputs.fake, float(options.level))
+
+
+TERM = LossTerm(
+    "exposure", _exposure, options=ExposureOptions, prepare=_prepare,
+    summary="the batch's mean brightness is pulled to the well-lit set's (single crops may differ)",
+)

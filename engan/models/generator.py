@@ -7,7 +7,8 @@ Contract (what every exported graph carries too):
   (Rec.601, no further normalisation, as the authors' code does);
 * head ``residual`` (the authors'): ``y = x + A * r``; head ``curve`` (optional):
   an iterated per-pixel tone curve whose strengths the network predicts; head
-  ``curve-residual``: both (see :class:`engan.config.GeneratorConfig`);
+  ``curve-residual``: both (see :class:`engan.config.GeneratorConfig`); then, with
+  ``refine="gain"``, a learned stage that removes amplified noise (:class:`GainRefiner`);
 * output: float RGB in [0, 1]. In ``eval()`` mode it is clamped to [0, 1], after
   the optional highlight shoulder (``knee``), and then, with ``denoise``, passed
   through a noise-adaptive local Wiener filter (:mod:`engan.models.denoise`); in
@@ -67,6 +68,42 @@ def highlight_shoulder(y: torch.Tensor, knee: float) -> torch.Tensor:
     return y * torch.where(m > knee, target / m.clamp(min=1e-6), torch.ones_like(m))
 
 
+class GainRefiner(nn.Module):
+    """Remove what the enhancement amplified (noise, JPEG blocks), knowing by how much it amplified.
+
+    ``y + r``, with the residual ``r`` predicted at half resolution from the space-to-depth
+    rearrangement of ``y`` (lossless, so the output keeps full detail; the receptive field
+    doubles for the same cost) and the log2 of the local gain ``luma(y) / luma(x)``: the
+    noise to remove grows with the gain. The last layer starts at zero (identity).
+    """
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(13, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv3 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv4 = nn.Conv2d(width, 12, 3, padding=1)
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Hidden layers N(0, 0.02) as the rest of the generator; the last layer 0, so the stage starts as identity."""
+        for conv in (self.conv1, self.conv2, self.conv3):
+            nn.init.normal_(conv.weight, 0.0, 0.02)
+            nn.init.zeros_(conv.bias)
+        nn.init.zeros_(self.conv4.weight)
+        nn.init.zeros_(self.conv4.bias)
+
+    def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        floor = 1.0 / 255.0
+        gain = torch.log2((luma(y).clamp(min=0.0) + floor) / (luma(x) + floor))
+        h = torch.cat([F.pixel_unshuffle(y, 2), F.avg_pool2d(gain, 2) * 0.25], dim=1)
+        h = self.act(self.conv1(h))
+        h = self.act(self.conv2(h))
+        h = self.act(self.conv3(h))
+        return y + F.pixel_shuffle(self.conv4(h), 2)
+
+
 class UNetGenerator(nn.Module):
     """The EnlightenGAN generator. See the module docstring for the I/O contract."""
 
@@ -106,6 +143,7 @@ class UNetGenerator(nn.Module):
         self.conv9_2 = conv(w1, w1)
         self.conv10 = conv(w1, 6 if self.config.head == "curve-residual" else 3, k=1)
         self.act = act()
+        self.refiner = GainRefiner() if self.config.refine == "gain" else None
         # fixed filters of the denoise step: buffers, not parameters, and not saved (same state dict either way)
         self.register_buffer("window_kernel", gaussian_kernel(), persistent=False)
         self.register_buffer("laplacian_kernel", laplacian_kernel(), persistent=False)
@@ -119,6 +157,8 @@ class UNetGenerator(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.normal_(m.weight, 1.0, 0.02)
                 nn.init.zeros_(m.bias)
+        if self.refiner is not None:
+            self.refiner.reset_parameters()
 
     def _clb(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
         # Conv -> LeakyReLU(0.2) -> BatchNorm (BN after the activation, as released)
@@ -163,6 +203,8 @@ class UNetGenerator(nn.Module):
             y = apply_curve(x, torch.tanh(out[:, :3]), self.config.curve_iters) + out[:, 3:] * a1 * 0.5
         else:
             y = (out * a1 + xn + 1.0) * 0.5  # times_residual, skip=1, back to [0, 1]
+        if self.refiner is not None:
+            y = self.refiner(y, x)
         if not self.training:
             if self.config.knee < 1.0:
                 y = highlight_shoulder(y, self.config.knee)
