@@ -34,7 +34,7 @@ import tempfile
 import time
 import warnings
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import Any, Callable, Iterable, Protocol, Sequence
@@ -611,6 +611,19 @@ class _Pipeline:
                         png_compress=self.opts.png_compress)
         return notes
 
+    def _write(self, job: Job, dec: DecodedImage, enhanced: Pixels) -> None:
+        """The encode stage: write the outputs and settle the job's status here, in the pool
+        thread, so a stop signal in the main thread never loses track of a finished write."""
+        try:
+            job.notes.extend(self._encode(job, dec, enhanced))
+            job.status = "enhanced"
+        except (EncodeError, OSError) as e:
+            raise_if_stopping()  # --workers 0: a write the signal cut short is not a failure
+            job.fail(str(e))
+        except Exception as e:  # noqa: BLE001 - an encoder bug must not stop the run
+            raise_if_stopping()
+            job.fail(f"could not write the output: {str(e) or type(e).__name__}")
+
     def _enhance(self, batch: list[tuple[Job, DecodedImage]]) -> None:
         """Run the model on a batch (one by one if the batch call fails), queue the writes."""
         t0 = time.perf_counter()
@@ -630,7 +643,7 @@ class _Pipeline:
                 job.fail(f"enhancement failed: {str(res) or type(res).__name__}")
                 self.finishing.append((job, None))
             else:
-                self.finishing.append((job, self.encode_pool.submit(self._encode, job, dec, res)))
+                self.finishing.append((job, self.encode_pool.submit(self._write, job, dec, res)))
             self._drain(block=len(self.finishing) > self.write_behind)
 
     def _enhance_one(self, dec: DecodedImage) -> Pixels | BaseException:
@@ -644,22 +657,14 @@ class _Pipeline:
         """Report finished jobs in input order; block for the oldest when asked."""
         while self.finishing:
             job, fut = self.finishing[0]
-            if fut is not None and not fut.done() and not (block or all_):
-                return
+            if fut is not None and not fut.done():
+                if not (block or all_):
+                    return
+                wait([fut])  # a stop signal may land here: the job stays queued
             self.finishing.popleft()
             block = False
-            if fut is not None and (fut.cancelled() or not isinstance(fut.exception(), (Exception, type(None)))):
-                continue  # stopped before or while it was written: nothing to report
-            if fut is not None:
-                try:
-                    job.notes.extend(fut.result())
-                    job.status = "enhanced"
-                except (EncodeError, OSError) as e:
-                    raise_if_stopping()
-                    job.fail(str(e))
-                except Exception as e:  # noqa: BLE001 - an encoder bug must not stop the run
-                    raise_if_stopping()
-                    job.fail(f"could not write the output: {str(e) or type(e).__name__}")
+            if fut is not None and (fut.cancelled() or fut.exception() is not None):
+                continue  # stopped before or while it was written (_write settles every other outcome)
             for note in job.notes:
                 self.console.warn_once(job.src, note)
             if job.status == "failed":

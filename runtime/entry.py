@@ -115,11 +115,12 @@ def stop_requested() -> int:
 def raise_if_stopping() -> None:
     """Raise :class:`Interrupted` when a stop signal has arrived (and stops are not deferred).
 
-    For ``except Exception`` handlers in the main thread: a signal that lands inside a C
-    extension can come back as another error (pybind11 turns it into ``ImportError:
-    initialization failed``), which must stop the run, not count as a failure.
+    For ``except Exception`` handlers: a signal that lands inside a C extension can come
+    back as another error (pybind11 turns it into ``ImportError: initialization failed``),
+    which must stop the run, not count as a failure. Signals only land in the main
+    thread, so elsewhere this does nothing.
     """
-    if _state.stopping and not _state.deferred:
+    if _state.stopping and not _state.deferred and threading.current_thread() is threading.main_thread():
         raise Interrupted(_state.stopping)
 
 
