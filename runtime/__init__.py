@@ -13,7 +13,10 @@ only when a backend of that kind is created.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: engan-infer's entry point sets its
+if TYPE_CHECKING:      # signal handlers right after this package loads (engan.runtime.entry)
+    from typing import Any
 
 #: public name -> "submodule:attribute"
 _LAZY: dict[str, str] = {

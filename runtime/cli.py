@@ -10,25 +10,32 @@ however many files there are, and every per-file message is printed in input ord
 
 Behaviour on bad input: a file that cannot be read, decoded, enhanced or written prints
 one ``FAILED <path>: <reason>`` line and the run goes on; the exit code is 1 when any
-file failed, 2 for usage errors (bad options, an OUTPUT_DIR that is a file or cannot be
-written, outputs that would overwrite inputs or existing files, a model that does not
-load), 130 when interrupted, 0 otherwise. Outputs are written atomically (temp file +
-rename): under OUTPUT_DIR a file is either complete or absent, even after ``kill -9``
-(only a hidden ``.<name>.<random>.tmp`` can remain then; the next run that writes
-``<name>`` deletes it, so ``--skip-existing`` resumes into a clean folder).
+file (``index.html`` included) failed, 2 for usage errors (bad options, an OUTPUT_DIR that
+is a file or cannot be written, outputs that would overwrite inputs or existing files, a
+model that does not load), 128 + the signal number when stopped by SIGINT (130), SIGHUP
+(129) or SIGTERM (143) (see :mod:`engan.runtime.entry`), 0 otherwise. Every path printed
+is passed through :func:`engan.runtime.report.printable`, so control characters in file
+names show as escapes and never act on the terminal or forge a line.
+
+Outputs are written atomically (temp file + rename): under OUTPUT_DIR a file is either
+complete or absent, even after ``kill -9`` (only a hidden ``.<name>.<pid>.<random>.tmp``
+can remain then; the next run that writes ``<name>`` deletes it once its writer is gone,
+so ``--skip-existing`` resumes into a clean folder, and two runs on one folder never
+delete each other's files in progress).
 """
 from __future__ import annotations
 
 import glob
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
 import warnings
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
@@ -36,6 +43,11 @@ import click
 import numpy as np
 from PIL import Image
 
+from engan.runtime.atomic import remove_own_temp_files, remove_stale_temp_files
+from engan.runtime.entry import (
+    Interrupted, defer_stops, exit_code, raise_if_stopping, signal_name, startup_line, stop_requested,
+    stop_signals,
+)
 from engan.runtime.imageio import (
     DEFAULT_MAX_IMAGE_PIXELS,
     DEFAULT_PNG_COMPRESS,
@@ -46,15 +58,19 @@ from engan.runtime.imageio import (
     EncodeError,
     Pixels,
     read_image,
+    write_error,
     write_image,
 )
 from engan.runtime.prepost import (
     DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, FADE_RANGE, LUMA_WEIGHTS, PAD_MULTIPLE, check_fade_range,
 )
-from engan.runtime.report import ReportEntry, compare_image, display_path, write_index_html
+from engan.runtime.report import ReportEntry, compare_image, display_path, printable, quoted, write_index_html
 
-#: Exit codes.
+#: Exit codes; a stop signal gives 128 + its number (EXIT_INTERRUPTED for SIGINT, 129 SIGHUP, 143 SIGTERM).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: The result page ``--html`` writes into OUTPUT_DIR.
+HTML_NAME = "index.html"
 
 #: ``--ext`` choices and what they write.
 OUTPUT_EXTS = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
@@ -80,6 +96,9 @@ class CliError(click.ClickException):
 
     exit_code = EXIT_USAGE
 
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message))  # library messages may quote paths raw
+
 
 @dataclass(frozen=True)
 class InferOptions:
@@ -96,6 +115,7 @@ class InferOptions:
     suffix: str = ""
     existing: str = "refuse"  # refuse | skip | overwrite
     recursive: bool = False
+    follow_symlinks: bool = False
     max_pixels: int | None = None
     tile: int | None = None
     threads: int | None = None
@@ -130,12 +150,20 @@ class Job:
 
 @dataclass
 class RunResult:
-    """What a run did: per-file jobs in input order, counts and wall time."""
+    """What a run did: per-file jobs in input order, counts and wall time.
+
+    Attributes:
+        interrupted: stopped early by a signal (or a KeyboardInterrupt).
+        signum: the signal that stopped it (SIGINT for a KeyboardInterrupt).
+        html_failed: ``--html`` was asked for and ``index.html`` could not be written.
+    """
 
     jobs: list[Job]
     seconds: float
     interrupted: bool = False
     info: dict = field(default_factory=dict)
+    signum: int = signal.SIGINT
+    html_failed: bool = False
 
     def count(self, status: str) -> int:
         return sum(j.status == status for j in self.jobs)
@@ -149,8 +177,14 @@ class RunResult:
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return EXIT_INTERRUPTED
-        return EXIT_FAILED if self.count("failed") else EXIT_OK
+            return exit_code(self.signum)
+        return EXIT_FAILED if self.count("failed") or self.html_failed else EXIT_OK
+
+    @property
+    def interrupted_line(self) -> str:
+        by = "" if self.signum == signal.SIGINT else f" by {signal_name(self.signum)}"
+        return (f"interrupted{by}: outputs written so far are complete; rerun with --skip-existing "
+                "to finish")
 
 
 # --------------------------------------------------------------------------- discovery
@@ -165,19 +199,36 @@ def _is_image_name(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _walk_folder(folder: Path, recursive: bool, exclude: set[str]) -> list[tuple[Path, PurePath]]:
+def _inside(real: str, root: str) -> bool:
+    """Whether the real path ``real`` is ``root`` or lies under it."""
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _walk_folder(folder: Path, recursive: bool, exclude: set[str], follow_symlinks: bool = False,
+                 outside: list[Path] | None = None) -> list[tuple[Path, PurePath]]:
     """Image files of a folder as (path, path relative to the folder).
 
     Hidden files and folders are skipped, and so is ``exclude`` (the output folder).
-    Symlinked folders are followed once: a folder whose real path was already visited
-    (a symlink loop, or two links to one place) is not entered again. A folder that cannot
-    be listed (permissions) is a usage error naming it, never silently left out.
+    A symlink, to a file or a folder, is followed only when its target lies inside the
+    folder's own tree, unless ``follow_symlinks``: one leading out of it (to ``/etc``,
+    another disk, a home folder) is left out and added to ``outside``. A folder whose
+    real path was already visited (a symlink loop, or two links to one place) is not
+    entered again. A folder that cannot be listed (permissions) is a usage error naming
+    it, never silently left out.
     """
     found: list[tuple[Path, PurePath]] = []
+    root = os.path.realpath(folder)
+
+    def stays_inside(p: str | os.PathLike) -> bool:
+        if follow_symlinks or not os.path.islink(p) or _inside(os.path.realpath(p), root):
+            return True
+        if outside is not None:
+            outside.append(Path(p))
+        return False
 
     def unlistable(e: OSError, where: str | os.PathLike = folder) -> click.BadParameter:
         return click.BadParameter(
-            f"cannot list folder {display_path(e.filename or where)!r}: {e.strerror or e}; fix its permissions "
+            f"cannot list folder {quoted(e.filename or where)}: {e.strerror or e}; fix its permissions "
             "or leave it out of INPUT", param_hint="INPUT")
 
     if not recursive:
@@ -187,38 +238,43 @@ def _walk_folder(folder: Path, recursive: bool, exclude: set[str]) -> list[tuple
             raise unlistable(e) from None
         for name in names:
             p = folder / name
-            if _is_image_name(name) and not p.is_dir():
+            if _is_image_name(name) and not p.is_dir() and stays_inside(p):
                 found.append((p, PurePath(name)))
         return found
-    visited = {os.path.realpath(folder)}
+    visited = {root}
 
     def walk_error(e: OSError) -> None:  # os.walk would otherwise skip the folder without a word
         raise unlistable(e)
 
-    for root, dirs, files in os.walk(folder, followlinks=True, onerror=walk_error):
+    for root_dir, dirs, files in os.walk(folder, followlinks=True, onerror=walk_error):
         keep = []
-        for d in sorted(dirs):
-            real = os.path.realpath(os.path.join(root, d))
-            if d.startswith(".") or real in visited or real in exclude:
+        for d in sorted(dirs, key=lambda d: (os.path.islink(os.path.join(root_dir, d)), d)):  # real folders first
+            path = os.path.join(root_dir, d)
+            real = os.path.realpath(path)
+            if d.startswith(".") or real in visited or real in exclude or not stays_inside(path):
                 continue
             visited.add(real)
             keep.append(d)
         dirs[:] = keep
         for name in files:
             if _is_image_name(name):
-                p = Path(root, name)
-                found.append((p, PurePath(os.path.relpath(p, folder))))
+                p = Path(root_dir, name)
+                if stays_inside(p):
+                    found.append((p, PurePath(os.path.relpath(p, folder))))
     return found
 
 
 def discover_inputs(inputs: Iterable[str], recursive: bool = False,
-                    exclude: str | os.PathLike | None = None) -> list[tuple[Path, PurePath]]:
+                    exclude: str | os.PathLike | None = None, follow_symlinks: bool = False,
+                    outside: list[Path] | None = None) -> list[tuple[Path, PurePath]]:
     """Expand INPUT arguments into (file, relative output path) pairs, in a stable order.
 
     Files keep their name; a folder contributes its image files (its whole tree with
     ``recursive``, mirrored under OUTPUT_DIR); a pattern with ``* ? [`` that does not
     name an existing path is expanded here (``**`` included), for shells that do not.
-    The same real file reached twice is kept once.
+    The same real file reached twice is kept once. Files and patterns are the user's
+    own choice and are read wherever they point; inside a folder, symlinks leading out
+    of it are left out (collected in ``outside``) unless ``follow_symlinks``.
 
     Raises:
         click.BadParameter: an argument that names nothing (exit code 2).
@@ -234,24 +290,27 @@ def discover_inputs(inputs: Iterable[str], recursive: bool = False,
                 seen.add(real)
                 out.append((p, rel))
 
+    def walk(folder: Path) -> list[tuple[Path, PurePath]]:
+        return _walk_folder(folder, recursive, excluded, follow_symlinks, outside)
+
     for arg in inputs:
         p = Path(arg)
         if p.is_dir():
-            add(_walk_folder(p, recursive, excluded))
+            add(walk(p))
         elif p.exists() or p.is_symlink():
             add([(p, PurePath(p.name))])
         elif _GLOB_CHARS.search(arg):
             matches = sorted(glob.glob(arg, recursive=True))
             if not matches:
-                raise click.BadParameter(f"no file matches {display_path(arg)!r}", param_hint="INPUT")
+                raise click.BadParameter(f"no file matches {quoted(arg)}", param_hint="INPUT")
             for m in matches:
                 mp = Path(m)
                 if mp.is_dir():
-                    add(_walk_folder(mp, recursive, excluded))
+                    add(walk(mp))
                 elif _is_image_name(mp.name):
                     add([(mp, PurePath(mp.name))])
         else:
-            raise click.BadParameter(f"{display_path(arg)!r} does not exist", param_hint="INPUT")
+            raise click.BadParameter(f"{quoted(arg)} does not exist", param_hint="INPUT")
     return out
 
 
@@ -303,41 +362,91 @@ def drop_own_outputs(found: list[tuple[Path, PurePath]], opts: InferOptions
     return keep, [src for src, _ in dropped]
 
 
+def _targets(job: Job) -> list[Path]:
+    return [t for t in (job.out, job.compare) if t is not None]
+
+
+def _collision_fix(first: tuple[Path, PurePath], second: tuple[Path, PurePath], opts: InferOptions) -> str:
+    """Advice that gives two inputs' outputs different names, each option checked to work."""
+
+    def apart(o: InferOptions, a: tuple[Path, PurePath], b: tuple[Path, PurePath]) -> bool:
+        ta = {os.path.realpath(t) for t in _targets(_make_job(0, *a, o))}
+        return not ta & {os.path.realpath(t) for t in _targets(_make_job(1, *b, o))}
+
+    fixes = ["give the inputs different names"]  # always works
+    if opts.ext != "same" and apart(replace(opts, ext="same"), first, second):
+        fixes.append("use --ext same")
+    else:
+        pa, pb = os.path.abspath(first[0].parent), os.path.abspath(second[0].parent)
+        common = Path(os.path.commonpath([pa, pb]))
+        mirrored = [(p, PurePath(os.path.relpath(os.path.abspath(p), common))) for p, _ in (first, second)]
+        if pa != pb and apart(opts, *mirrored):
+            fixes.append(f"pass their common folder {quoted(common)} with --recursive (it mirrors "
+                         "the tree under OUTPUT_DIR)")
+        else:
+            fixes.append("enhance them into separate OUTPUT_DIRs")
+    return ", ".join(fixes[:-1]) + " or " + fixes[-1]
+
+
+def _link_out_of(folder: Path, out_dir: Path) -> tuple[Path, str] | None:
+    """The symlink in ``folder`` (a folder under OUTPUT_DIR) that leads out of OUTPUT_DIR, and its target."""
+    root = os.path.realpath(out_dir)
+    if _inside(os.path.realpath(folder), root):
+        return None
+    link = p = folder
+    while p != out_dir and p != p.parent:  # the outermost link is the one to remove
+        if p.is_symlink() and not _inside(os.path.realpath(p), root):
+            link = p
+        p = p.parent
+    return link, os.path.realpath(link)
+
+
 def plan_jobs(found: list[tuple[Path, PurePath]], opts: InferOptions) -> list[Job]:
     """Output paths for every input; refuses (exit 2) to write over inputs or existing files.
 
-    Two inputs that would write the same output: the later one fails with a reason.
-    Existing outputs are refused unless ``--skip-existing`` (the job is then marked
-    skipped) or ``--overwrite``.
+    Two inputs that would write the same output: the later one fails with a reason and
+    advice that works. Existing outputs (``index.html`` with ``--html`` included) are
+    refused unless ``--skip-existing`` (the job is then marked skipped) or ``--overwrite``.
+    An output folder under OUTPUT_DIR that is a symlink leading out of it is refused, so
+    nothing is written outside OUTPUT_DIR.
     """
     input_reals = {os.path.realpath(p): p for p, _ in found}
     jobs: list[Job] = []
-    claimed: dict[str, Path] = {}
+    claimed: dict[str, tuple[Path, PurePath]] = {}
+    checked: set[Path] = set()
     for i, (src, rel) in enumerate(found):
         job = _make_job(i, src, rel, opts)
-        for target in filter(None, (job.out, job.compare)):
+        for target in _targets(job):
+            if target.parent not in checked:
+                checked.add(target.parent)
+                escape = _link_out_of(target.parent, opts.output_dir)
+                if escape is not None:
+                    raise CliError(
+                        f"refusing to write {quoted(target)}: {quoted(escape[0])} is a symlink to "
+                        f"{quoted(escape[1])}, outside OUTPUT_DIR; remove the link or choose another "
+                        "OUTPUT_DIR")
             real = os.path.realpath(target)
             if real in input_reals:
                 raise CliError(
-                    f"refusing to write the output {display_path(target)!r} over the input "
-                    f"{display_path(input_reals[real])!r}: choose another OUTPUT_DIR, a --suffix "
+                    f"refusing to write the output {quoted(target)} over the input "
+                    f"{quoted(input_reals[real])}: choose another OUTPUT_DIR, a --suffix "
                     "or another --ext")
             if real in claimed and job.status != "failed":
                 job.fail(f"its output {display_path(target)} is already written for "
-                         f"{display_path(claimed[real])}; give the inputs different names or use --ext same")
+                         f"{display_path(claimed[real][0])}; {_collision_fix(claimed[real], (src, rel), opts)}")
         if job.status != "failed":
-            for target in filter(None, (job.out, job.compare)):
-                claimed[os.path.realpath(target)] = src
+            for target in _targets(job):
+                claimed[os.path.realpath(target)] = (src, rel)
         jobs.append(job)
 
-    existing = [j for j in jobs if j.status == "pending"
-                and all(t.exists() for t in filter(None, (j.out, j.compare)))]
-    partial = [j for j in jobs if j.status == "pending"
-               and any(t.exists() for t in filter(None, (j.out, j.compare)))]
-    if opts.existing == "refuse" and partial:
-        first = next(t for t in filter(None, (partial[0].out, partial[0].compare)) if t.exists())
+    existing = [j for j in jobs if j.status == "pending" and all(t.exists() for t in _targets(j))]
+    partial = [j for j in jobs if j.status == "pending" and any(t.exists() for t in _targets(j))]
+    page = opts.output_dir / HTML_NAME
+    page_exists = opts.html and (page.exists() or page.is_symlink())
+    if opts.existing == "refuse" and (partial or page_exists):
+        first = next(t for t in _targets(partial[0]) if t.exists()) if partial else page
         raise CliError(
-            f"{len(partial)} output file(s) already exist, e.g. {display_path(first)!r}; "
+            f"{len(partial) + page_exists} output file(s) already exist, e.g. {quoted(first)}; "
             "pass --skip-existing to keep them (and enhance only the rest) "
             "or --overwrite to replace them")
     if opts.existing == "skip":
@@ -346,36 +455,11 @@ def plan_jobs(found: list[tuple[Path, PurePath]], opts: InferOptions) -> list[Jo
     return jobs
 
 
-def remove_stale_temp_files(jobs: Iterable[Job]) -> int:
-    """Delete temp files a killed run left next to the outputs this run will write.
-
-    :func:`engan.runtime.atomic.atomic_open` writes ``.<name>.<random>.tmp`` beside
-    ``<name>`` and renames it when complete; after ``kill -9`` the temp file stays.
-    Only temp files of this run's own output names are touched. Returns how many.
-    """
-    removed = 0
-    for job in jobs:
-        for target in filter(None, (job.out, job.compare)):
-            try:
-                names = os.listdir(target.parent)
-            except OSError:
-                continue
-            prefix = f".{target.name}."
-            for name in names:
-                if name.startswith(prefix) and name.endswith(".tmp") and len(name) > len(prefix) + 4:
-                    try:
-                        os.unlink(target.parent / name)
-                        removed += 1
-                    except OSError:
-                        pass
-    return removed
-
-
 def check_output_dir(out_dir: Path) -> None:
     """Create OUTPUT_DIR if needed and prove it is writable (exit 2 otherwise)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise click.BadParameter(
-            f"{display_path(out_dir)!r} is a file, not a folder; give a folder path "
+            f"{quoted(out_dir)} is a file, not a folder; give a folder path "
             "(it is created if missing)", param_hint="OUTPUT_DIR")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -384,7 +468,7 @@ def check_output_dir(out_dir: Path) -> None:
         os.unlink(probe)
     except OSError as e:
         raise click.BadParameter(
-            f"cannot write to {display_path(out_dir)!r}: {(e.strerror or str(e)).lower()}; "
+            f"cannot write to {quoted(out_dir)}: {(e.strerror or str(e)).lower()}; "
             "choose a folder you can write to", param_hint="OUTPUT_DIR") from None
 
 
@@ -400,8 +484,11 @@ def load_enhancer(opts: InferOptions) -> EnhancerLike:
         for name in ("max_pixels", "tile", "threads", "fade"):  # unset: keep the runtime's defaults
             if getattr(opts, name) is not None:
                 kwargs[name] = getattr(opts, name)
-        return Enhancer.load(opts.model, **kwargs)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"threads=\d+ lowered")  # the first line says it
+            return Enhancer.load(opts.model, **kwargs)
     except Exception as e:  # every load failure is the user's to fix: say what and stop
+        raise_if_stopping()  # unless a stop signal caused it (e.g. inside `import onnxruntime`)
         msg = str(e) or type(e).__name__
         raise CliError(f"could not load the model: {msg}") from None
 
@@ -472,6 +559,7 @@ class _Console:
         self._said: set[str] = set()
 
     def _write(self, line: str) -> None:
+        line = printable(line)  # reasons may quote file names: no control character reaches the terminal
         if self.bar is not None:
             self.bar.write(line, file=sys.stderr)
         else:
@@ -492,7 +580,12 @@ class _Console:
 
 
 class _Pipeline:
-    """decode pool -> enhancer (main thread, batched) -> encode pool, with bounded queues."""
+    """decode pool -> enhancer (main thread, batched) -> encode pool, with bounded queues.
+
+    Stopped by an exception in the main thread (a stop signal): reads and writes not yet
+    started are cancelled, the ones under way finish (a write is complete or removed),
+    and the jobs that completed are reported; the others stay ``pending``.
+    """
 
     def __init__(self, opts: InferOptions, enhancer: EnhancerLike, console: _Console, bar) -> None:
         self.opts, self.enhancer, self.console, self.bar = opts, enhancer, console, bar
@@ -518,6 +611,19 @@ class _Pipeline:
                         png_compress=self.opts.png_compress)
         return notes
 
+    def _write(self, job: Job, dec: DecodedImage, enhanced: Pixels) -> None:
+        """The encode stage: write the outputs and settle the job's status here, in the pool
+        thread, so a stop signal in the main thread never loses track of a finished write."""
+        try:
+            job.notes.extend(self._encode(job, dec, enhanced))
+            job.status = "enhanced"
+        except (EncodeError, OSError) as e:
+            raise_if_stopping()  # --workers 0: a write the signal cut short is not a failure
+            job.fail(str(e))
+        except Exception as e:  # noqa: BLE001 - an encoder bug must not stop the run
+            raise_if_stopping()
+            job.fail(f"could not write the output: {str(e) or type(e).__name__}")
+
     def _enhance(self, batch: list[tuple[Job, DecodedImage]]) -> None:
         """Run the model on a batch (one by one if the batch call fails), queue the writes."""
         t0 = time.perf_counter()
@@ -526,6 +632,7 @@ class _Pipeline:
             try:
                 results = list(self.enhancer.enhance_batch([d.pixels for _, d in batch]))
             except Exception:  # noqa: BLE001 - fall back to single images to find the bad one
+                raise_if_stopping()
                 results = [self._enhance_one(d) for _, d in batch]
         else:
             results = [self._enhance_one(batch[0][1])]
@@ -536,31 +643,28 @@ class _Pipeline:
                 job.fail(f"enhancement failed: {str(res) or type(res).__name__}")
                 self.finishing.append((job, None))
             else:
-                self.finishing.append((job, self.encode_pool.submit(self._encode, job, dec, res)))
+                self.finishing.append((job, self.encode_pool.submit(self._write, job, dec, res)))
             self._drain(block=len(self.finishing) > self.write_behind)
 
     def _enhance_one(self, dec: DecodedImage) -> Pixels | BaseException:
         try:
             return enhance_pixels(self.enhancer, dec.pixels)
         except Exception as e:  # noqa: BLE001 - reported as this file's failure
+            raise_if_stopping()
             return e
 
     def _drain(self, block: bool = False, all_: bool = False) -> None:
         """Report finished jobs in input order; block for the oldest when asked."""
         while self.finishing:
             job, fut = self.finishing[0]
-            if fut is not None and not fut.done() and not (block or all_):
-                return
+            if fut is not None and not fut.done():
+                if not (block or all_):
+                    return
+                wait([fut])  # a stop signal may land here: the job stays queued
             self.finishing.popleft()
             block = False
-            if fut is not None:
-                try:
-                    job.notes.extend(fut.result())
-                    job.status = "enhanced"
-                except (EncodeError, OSError) as e:
-                    job.fail(str(e))
-                except Exception as e:  # noqa: BLE001 - an encoder bug must not stop the run
-                    job.fail(f"could not write the output: {str(e) or type(e).__name__}")
+            if fut is not None and (fut.cancelled() or fut.exception() is not None):
+                continue  # stopped before or while it was written (_write settles every other outcome)
             for note in job.notes:
                 self.console.warn_once(job.src, note)
             if job.status == "failed":
@@ -573,7 +677,7 @@ class _Pipeline:
         todo = iter(jobs)
         reading: deque[tuple[Job, Future]] = deque()
         batch: list[tuple[Job, DecodedImage]] = []
-        exhausted = False
+        exhausted = stopping = False
         try:
             while True:
                 while not exhausted and len(reading) < self.read_ahead:
@@ -588,8 +692,10 @@ class _Pipeline:
                 try:
                     dec = fut.result()
                 except DecodeError as e:
+                    raise_if_stopping()
                     dec, reason = None, str(e)
                 except Exception as e:  # noqa: BLE001 - a decoder bug is this file's failure
+                    raise_if_stopping()
                     dec, reason = None, f"could not decode: {str(e) or type(e).__name__}"
                 if dec is None:
                     if batch:
@@ -610,16 +716,25 @@ class _Pipeline:
                     self._enhance(batch)
                     batch = []
             self._drain(all_=True)
+        except BaseException:
+            stopping = True
+            raise
         finally:
             for _, fut in reading:
                 fut.cancel()
             self.decode_pool.shutdown(wait=True, cancel_futures=True)
-            self.encode_pool.shutdown(wait=True)
+            self.encode_pool.shutdown(wait=True, cancel_futures=stopping)
             self._drain(all_=True)  # after an interrupt: report the writes that completed
 
 
 def run(opts: InferOptions, enhancer: EnhancerLike | None = None) -> RunResult:
     """Enhance every input of ``opts``; returns what happened (prints as it goes).
+
+    Under :func:`engan.runtime.entry.stop_signals`, a stop signal before the pipeline
+    starts raises :class:`~engan.runtime.entry.Interrupted` (nothing was enhanced); one
+    while it runs stops it cleanly (see :class:`_Pipeline`) and the result says
+    ``interrupted``; later ones are recorded and set ``interrupted`` too, so the page and
+    the summary are always complete.
 
     Args:
         opts: the parsed options.
@@ -629,12 +744,18 @@ def run(opts: InferOptions, enhancer: EnhancerLike | None = None) -> RunResult:
     Raises:
         click.ClickException: usage problems, before any file is processed (exit 2).
     """
-    t0 = time.perf_counter()
+    started, t0 = time.time(), time.perf_counter()
     console = _Console(opts.quiet)
     out_dir = opts.output_dir
     if out_dir.exists() and not out_dir.is_dir():
         check_output_dir(out_dir)  # raises the "is a file" usage error
-    found = discover_inputs(opts.inputs, opts.recursive, exclude=out_dir)
+    outside: list[Path] = []
+    found = discover_inputs(opts.inputs, opts.recursive, exclude=out_dir,
+                            follow_symlinks=opts.follow_symlinks, outside=outside)
+    if outside:
+        console.info(f"left out {len(outside)} symlink(s) leading out of their input folder, e.g. "
+                     f"{display_path(outside[0])} -> {display_path(os.path.realpath(outside[0]))}; "
+                     "pass --follow-symlinks to read them")
     if not found:
         raise click.BadParameter("no image files found in the given inputs "
                                  f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})",
@@ -645,15 +766,18 @@ def run(opts: InferOptions, enhancer: EnhancerLike | None = None) -> RunResult:
                      f"e.g. {display_path(own[0])}")
     jobs = plan_jobs(found, opts)
     check_output_dir(out_dir)
-    work = [j for j in jobs if j.status == "pending"]
-    stale = remove_stale_temp_files(j for j in jobs if j.status != "failed")
+    page = out_dir / HTML_NAME if opts.html else None
+    keep_page = page is not None and opts.existing == "skip" and (page.exists() or page.is_symlink())
+    targets = [t for j in jobs if j.status != "failed" for t in _targets(j)]
+    stale = remove_stale_temp_files(targets + ([page] if page else []), started)
     if stale:
         console.info(f"removed {stale} temp file(s) left by an interrupted run")
     for j in jobs:
         if j.status == "failed":
             console.failed(j.src, j.reason)
+    work = [j for j in jobs if j.status == "pending"]
     info: dict = {}
-    interrupted = False
+    stopped: int = 0
     if work:
         enhancer = enhancer or load_enhancer(opts)
         info = dict(getattr(enhancer, "info", {}) or {})
@@ -671,13 +795,27 @@ def run(opts: InferOptions, enhancer: EnhancerLike | None = None) -> RunResult:
                 try:
                     _Pipeline(opts, enhancer, console, bar).run(work)
                 except KeyboardInterrupt:
-                    interrupted = True
+                    stopped = signal.SIGINT
+                except Interrupted as e:
+                    stopped = e.signum
                 finally:
+                    defer_stops()  # from here on the run finishes its page and summary
                     console.bar = None
-    result = RunResult(jobs=jobs, seconds=time.perf_counter() - t0, interrupted=interrupted,
-                       info=info)
-    if opts.html:
-        _write_html(opts, result)
+    defer_stops()
+    if stopped:
+        remove_own_temp_files({t.parent for t in targets} | {out_dir})
+    result = RunResult(jobs=jobs, seconds=time.perf_counter() - t0, interrupted=bool(stopped),
+                       info=info, signum=stopped or signal.SIGINT)
+    if keep_page:
+        console.info(f"kept the existing {display_path(page)} (--skip-existing); pass --overwrite to replace it")
+    elif page is not None:
+        reason = _write_html(opts, result, page)
+        if reason:
+            console.failed(page, reason)
+            result.html_failed = True
+    late = stop_requested()
+    if late and not result.interrupted:
+        result.interrupted, result.signum = True, late
     return result
 
 
@@ -702,20 +840,32 @@ def _describe(info: dict, n_work: int, n_skip: int, out_dir: Path) -> str:
     return line
 
 
-def _write_html(opts: InferOptions, result: RunResult) -> None:
+def _write_html(opts: InferOptions, result: RunResult, page: Path) -> str:
+    """Write the result page; returns why it could not be written ('' when it was)."""
     entries = [ReportEntry(input_path=j.src, output_path=j.out, status=j.status, reason=j.reason,
                            compare_path=j.compare if j.status != "failed" else None,
                            size=j.size, mode=j.mode, seconds=j.seconds)
                for j in result.jobs]
     n_done = result.count("enhanced")
-    info = {k: display_path(result.info[k]) if k == "model" else result.info[k]
-            for k in _INFO_KEYS if result.info.get(k) not in (None, "")}
+    model = str(result.info.get("model") or "")
+    model_dir = os.path.dirname(os.path.abspath(model)) + os.sep if model else ""
+
+    def shown(k: str, v: Any) -> Any:  # the page names the model file, never where it lives
+        if k == "model":
+            return os.path.basename(model)
+        return v.replace(model_dir, "") if isinstance(v, str) and model_dir else v
+
+    info = {k: shown(k, result.info[k]) for k in _INFO_KEYS if result.info.get(k) not in (None, "")}
     info.update({
         "output": f"--ext {opts.ext}" + (f", --suffix {opts.suffix}" if opts.suffix else ""),
         "workers / batch": f"{opts.workers} / {opts.batch}",
         "throughput": f"{n_done / result.seconds:.2f} images/s" if n_done and result.seconds else "n/a",
     })
-    write_index_html(opts.output_dir / "index.html", entries, info=info, summary=result.summary)
+    try:
+        write_index_html(page, entries, info=info, summary=result.summary)
+    except OSError as e:
+        return write_error(page, e)
+    return ""
 
 
 # --------------------------------------------------------------------------- click
@@ -726,7 +876,10 @@ def _write_html(opts: InferOptions, result: RunResult) -> None:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=(
         "Exit codes: 0 all enhanced (or skipped), 1 some files failed (each printed as "
-        "'FAILED <path>: <reason>'), 2 usage error (nothing processed), 130 interrupted.\n\n"
+        "'FAILED <path>: <reason>', index.html included), 2 usage error (nothing processed), "
+        "128 + the signal number when stopped by a signal: 130 SIGINT (Ctrl-C), 129 SIGHUP, "
+        "143 SIGTERM. A signal stops the run cleanly at any moment: writes under way finish or "
+        "are removed, no temp file is left, and the summary is printed.\n\n"
         "Examples:\n\n"
         "  engan-infer photos/ out/\n\n"
         "  engan-infer 'shots/**/*.jpg' out/ --ext jpg --quality 90 --html\n\n"
@@ -767,6 +920,10 @@ def _write_html(opts: InferOptions, result: RunResult) -> None:
 @click.option("-r", "--recursive", is_flag=True,
               help="Enter sub-folders of folder inputs and mirror their tree under OUTPUT_DIR.  "
                    "[default: only the folder's own files]")
+@click.option("--follow-symlinks", is_flag=True,
+              help="In folder inputs, also follow symlinks (to files or folders) that lead out of the "
+                   "folder.  [default: left out, and said so; symlinks inside the folder's own tree "
+                   "and files named on the command line are always read]")
 @click.option("--max-pixels", type=click.IntRange(min=0), default=None, metavar="N",
               help="Pixel budget of one model call; larger images are processed as "
                    "overlapping tiles blended together; 0 never tiles.  "
@@ -775,7 +932,9 @@ def _write_html(opts: InferOptions, result: RunResult) -> None:
               help="Force square tiles of N pixels (a multiple of 16, at least 80) for every image.  "
                    "[default: tile only above --max-pixels]")
 @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Threads the backend may use for one image.  [default: the backend's choice]")
+              help="Threads the backend may use for one image; more than the CPUs this process may "
+                   "use is lowered to that number (the first line says so).  [default: the backend's "
+                   "choice]")
 @click.option("--max-image-pixels", type=click.IntRange(min=0), default=DEFAULT_MAX_IMAGE_PIXELS,
               show_default=True, metavar="N",
               help="Decompression-bomb guard: refuse files whose header claims more pixels, "
@@ -790,7 +949,8 @@ def _write_html(opts: InferOptions, result: RunResult) -> None:
               help="Also write <name>_compare.<ext>: input | output side by side (twice as wide).")
 @click.option("--html", is_flag=True,
               help="Write OUTPUT_DIR/index.html showing every input next to its result, with "
-                   "sizes, timings and the backend used (links are relative).")
+                   "sizes, timings and the backend used (links are relative). An existing index.html "
+                   "is refused, kept or replaced like the images (--skip-existing, --overwrite).")
 @click.option("--fade-bright", is_flag=True,
               help="Fade the enhancement out for photos that are not dark, by each photo's mean "
                    f"brightness (luma): full up to {FADE_RANGE[0]:g} (the brightest of the dark training photos), "
@@ -802,10 +962,11 @@ def _write_html(opts: InferOptions, result: RunResult) -> None:
               help=f"Mean-luma range of --fade-bright (implies it), 0 <= LO < HI <= 1.  "
                    f"[default: {FADE_RANGE[0]:g} {FADE_RANGE[1]:g}]")
 @click.option("-q", "--quiet", is_flag=True,
-              help="No progress bar, warnings or summary; only 'FAILED' lines are printed.")
+              help="No progress bar, warnings or summary; only 'FAILED' lines are printed (and the "
+                   "'interrupted' line when a signal stops the run).")
 def main(inputs: tuple[str, ...], output_dir: Path, model: str | None, backend: str, device: str,
          ext: str, quality: int, png_compress: int, suffix: str, skip_existing: bool, overwrite: bool,
-         recursive: bool, max_pixels: int | None, tile: int | None, threads: int | None,
+         recursive: bool, follow_symlinks: bool, max_pixels: int | None, tile: int | None, threads: int | None,
          max_image_pixels: int, workers: int, batch: int, compare: bool, html: bool,
          fade_bright: bool, fade_range: tuple[float, float] | None, quiet: bool) -> None:
     """Enhance low-light photos with EnlightenGAN, without PyTorch.
@@ -818,6 +979,7 @@ def main(inputs: tuple[str, ...], output_dir: Path, model: str | None, backend: 
 
     A file that cannot be read, decoded or written prints one 'FAILED <path>: <reason>'
     line and the others go on. The last line is 'N enhanced, M failed, K skipped in T s'.
+    Control characters in printed file names are shown as escapes (\n, \x1b).
     """
     if skip_existing and overwrite:
         raise click.UsageError("--skip-existing and --overwrite contradict each other; pass one")
@@ -845,17 +1007,26 @@ def main(inputs: tuple[str, ...], output_dir: Path, model: str | None, backend: 
         inputs=tuple(inputs), output_dir=output_dir, model=model, backend=backend.lower(),
         device=device.lower(), ext=ext.lower(), quality=quality, png_compress=png_compress, suffix=suffix,
         existing="skip" if skip_existing else "overwrite" if overwrite else "refuse",
-        recursive=recursive, max_pixels=max_pixels, tile=tile, threads=threads,
+        recursive=recursive, follow_symlinks=follow_symlinks, max_pixels=max_pixels, tile=tile, threads=threads,
         max_image_pixels=max_image_pixels, workers=workers, batch=batch, compare=compare,
         html=html, quiet=quiet, fade=fade)
-    result = run(opts)
-    if not quiet:
+    with stop_signals():  # a no-op under engan-infer's entry point, which installed them first
+        try:
+            result = run(opts)
+        except (Interrupted, KeyboardInterrupt) as e:  # before any file was processed
+            signum = getattr(e, "signum", signal.SIGINT)
+            click.echo(startup_line(signum), err=True)
+            click.get_current_context().exit(exit_code(signum))
         if result.interrupted:
-            click.echo("interrupted: outputs written so far are complete; rerun with "
-                       "--skip-existing to finish", err=True)
-        click.echo(result.summary)
-    click.get_current_context().exit(result.exit_code)
+            click.echo(result.interrupted_line, err=True)
+        if not quiet:
+            click.echo(result.summary)
+        late = stop_requested()  # a signal while printing: still a stopped run
+        code = exit_code(late) if late and not result.interrupted else result.exit_code
+    click.get_current_context().exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    from engan.runtime.entry import main as entry_main  # signal handling, as the console script
+
+    entry_main()

@@ -28,12 +28,13 @@ identical to sequential use.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -92,6 +93,33 @@ def _check_tiling(max_pixels: int | None, tile: int | None, overlap: int) -> Non
         raise ValueError(f"tile {tile}x{tile} exceeds max_pixels={max_pixels}; lower the tile or raise max_pixels")
     if tile - overlap < prepost.PAD_MULTIPLE:
         raise ValueError(f"tile {tile} leaves no room beside a {overlap} px overlap; use a tile of at least {overlap + 16}")
+
+
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def bound_threads(threads: int | None) -> tuple[int | None, str]:
+    """``threads`` capped at :func:`usable_cpus`, and a note when it was lowered ('' when not).
+
+    More intra-op threads than CPUs never runs faster, and a huge count (100000) makes a
+    backend spend minutes creating threads. None or 0: the backend's default.
+
+    Raises:
+        ValueError: a negative or non-integer count.
+    """
+    if threads is None or (not isinstance(threads, bool) and threads == 0):
+        return None, ""
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
+        raise ValueError(f"threads must be a positive whole number (or None for the backend's default), got {threads!r}")
+    cap = usable_cpus()
+    if threads > cap:
+        return cap, f"threads={threads} lowered to {cap}, the CPUs this process may use"
+    return int(threads), ""
 
 
 def _construct(sel: Selection, threads: int | None, providers: Sequence[str] | None, precision: str) -> Backend:
@@ -172,7 +200,9 @@ class Enhancer:
                 :data:`engan.runtime.prepost.DEFAULT_MAX_PIXELS`, sized for a 4K photo
                 within ~2 GB on a CPU with the paper model). None/0: never tile.
             tile: force tiling with square tiles of this side (multiple of 16).
-            threads: CPU intra-op threads (default: physical cores).
+            threads: CPU intra-op threads (default: physical cores); more than the CPUs this
+                process may use are lowered to that number, with a RuntimeWarning and a note
+                in ``info["reason"]``.
             overlap: tile overlap in pixels.
             providers: explicit ONNX Runtime providers (e.g. with ``TensorrtExecutionProvider``).
             precision: ``fp32``/``fp16`` for the PyTorch backend (fp16 on CUDA only);
@@ -194,6 +224,9 @@ class Enhancer:
         _check_tiling(max_pixels, tile, overlap)
         if fade is not None:
             prepost.check_fade_range(fade)  # before any model is loaded
+        threads, threads_note = bound_threads(threads)
+        if threads_note:
+            warnings.warn(threads_note, RuntimeWarning, stacklevel=2)
         path = resolve_model(model, backend)
         sel = select_backend(path, backend, device, cpu_int8=cpu_int8)
         if precision != "fp32" and sel.backend != "torch":
@@ -222,9 +255,9 @@ class Enhancer:
             else:
                 raise
         reason = sel.reason
-        note = getattr(be, "fallback_note", "")
-        if note:
-            reason = f"{reason}; {note}"
+        for note in (getattr(be, "fallback_note", ""), threads_note):
+            if note:
+                reason = f"{reason}; {note}"
         return cls(be, max_pixels=max_pixels, tile=tile, overlap=overlap, reason=reason, fade=fade)
 
     # ------------------------------------------------------------------ info
@@ -295,12 +328,14 @@ class Enhancer:
             image: see the module docstring for the accepted arrays and PIL modes.
             progress: optional ``progress(done, total)`` per tile when the image is tiled.
         """
-        rgb, restore = self._prepare(image)
-        x = prepost.hwc_to_nchw(rgb)
-        del rgb  # keep one float copy of a large image alive, not two
-        y = self.enhance_nchw(x, progress)
-        del x
-        return restore(prepost.nchw_to_hwc(y)[0])
+        hw = _image_hw(image)
+        with _memory_checked([hw] if hw else []):
+            rgb, restore = self._prepare(image)
+            x = prepost.hwc_to_nchw(rgb)
+            del rgb  # keep one float copy of a large image alive, not two
+            y = self.enhance_nchw(x, progress)
+            del x
+            return restore(prepost.nchw_to_hwc(y)[0])
 
     def enhance_batch(self, images: Sequence[ImageLike]) -> list[ImageLike]:
         """Enhance several images; same-size images run stacked along N, others one by one.
@@ -308,17 +343,18 @@ class Enhancer:
         Returns:
             The results in input order, each of its input's kind.
         """
-        prepared = [self._prepare(im) for im in images]
-        out: list[Any] = [None] * len(prepared)
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, (rgb, _) in enumerate(prepared):
-            groups.setdefault(rgb.shape, []).append(i)
-        for idxs in groups.values():
-            stack = np.stack([prepared[i][0] for i in idxs])
-            y = prepost.nchw_to_hwc(self.enhance_nchw(prepost.hwc_to_nchw(stack)))
-            for k, i in enumerate(idxs):
-                out[i] = prepared[i][1](y[k])
-        return out
+        with _memory_checked([hw for hw in map(_image_hw, images) if hw]):
+            prepared = [self._prepare(im) for im in images]
+            out: list[Any] = [None] * len(prepared)
+            groups: dict[tuple[int, ...], list[int]] = {}
+            for i, (rgb, _) in enumerate(prepared):
+                groups.setdefault(rgb.shape, []).append(i)
+            for idxs in groups.values():
+                stack = np.stack([prepared[i][0] for i in idxs])
+                y = prepost.nchw_to_hwc(self.enhance_nchw(prepost.hwc_to_nchw(stack)))
+                for k, i in enumerate(idxs):
+                    out[i] = prepared[i][1](y[k])
+            return out
 
     def warmup(self, size: tuple[int, int] | None = None, runs: int = 1) -> float:
         """Run the backend on a blank image so the first real call is not slow.
@@ -368,6 +404,54 @@ class Enhancer:
             f"enhance() takes a numpy HxWx3 array or a PIL image, got {type(image).__name__}; decode files first "
             "(engan-infer does it for you)"
         )
+
+
+#: Bytes of working memory a pixel needs at least while it is enhanced: two float32 RGB
+#: copies (the HWC input and the NCHW one, or the NCHW output and its HWC copy).
+_BYTES_PER_PIXEL = 2 * 3 * 4
+
+
+def _image_hw(image: Any) -> tuple[int, int] | None:
+    """(height, width) of an array or PIL image, None for anything else (refused later)."""
+    if isinstance(image, np.ndarray) and image.ndim in (2, 3):
+        return int(image.shape[0]), int(image.shape[1])
+    size = getattr(image, "size", None) if _is_pil(image) else None
+    return (int(size[1]), int(size[0])) if size else None
+
+
+def available_memory() -> int | None:
+    """Bytes this machine can still give a process (MemAvailable + SwapFree), None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            fields = {k: int(v.split()[0]) * 1024 for k, v in (line.split(":", 1) for line in fh)
+                      if k in ("MemAvailable", "SwapFree")}
+        return sum(fields.values()) if "MemAvailable" in fields else None
+    except (OSError, ValueError):
+        return None
+
+
+def _size(n: int) -> str:
+    if n >= 2**30:
+        return f"{n / 2**30:.1f} GiB"
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{-(-n // 1024)} KiB"
+
+
+@contextlib.contextmanager
+def _memory_checked(sizes: Sequence[tuple[int, int]]) -> Iterator[None]:
+    """Refuse, before allocating, images whose working copies cannot fit in memory; turn a
+    MemoryError while enhancing into one that says how much was needed and what to do."""
+    need = sum(h * w for h, w in sizes) * _BYTES_PER_PIXEL
+    what = (f"a {sizes[0][1]}x{sizes[0][0]} image" if len(sizes) == 1 else f"{len(sizes)} images")
+    fix = "downscale or crop it first (or free memory)" if len(sizes) == 1 else "enhance fewer or smaller images at once"
+    have = available_memory()
+    if have is not None and need > have:
+        raise MemoryError(f"enhancing {what} needs at least {_size(need)} of memory (float32 working copies "
+                          f"of its pixels) and this machine has {_size(have)} available; {fix}")
+    try:
+        yield
+    except MemoryError as e:
+        raise MemoryError(f"out of memory enhancing {what} (at least {_size(need)} of float32 working copies; "
+                          f"{str(e) or 'MemoryError'}); {fix}") from None
 
 
 def _is_pil(obj: Any) -> bool:

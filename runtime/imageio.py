@@ -69,10 +69,23 @@ EXT_TO_FORMAT = {
     ".webp": "WEBP", ".bmp": "BMP", ".dib": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
 }
 
-#: Extensions picked up when walking a folder (files given by name are always tried).
+
+
+def _pillow_reads_avif() -> bool:
+    try:
+        from PIL import features
+
+        return bool(features.check_module("avif"))
+    except Exception:  # noqa: BLE001 - an odd Pillow build: treat as absent
+        return False
+
+
+#: Extensions picked up when walking a folder (files given by name are always tried):
+#: every format this Pillow decodes that photos come in, so a folder walk takes the files
+#: that naming them would (AVIF where Pillow was built with it).
 IMAGE_EXTENSIONS = frozenset(EXT_TO_FORMAT) | {
     ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".mpo",
-}
+} | ({".avif"} if _pillow_reads_avif() else set())
 
 #: What a decoded image is: a PIL image in L/LA/RGB/RGBA/I;16, or a uint16 HxWxC array.
 Pixels = Union[Image.Image, np.ndarray]
@@ -94,6 +107,9 @@ REASON_DIRECTORY = "unreadable (it is a folder)"
 REASON_NOT_REGULAR = "unreadable (not a regular file)"
 REASON_OS = "unreadable ({detail})"
 REASON_MODE = "unsupported image mode {mode}"
+REASON_FLOAT = ("unsupported image mode F (32-bit float): its value range is not known, so engan-infer "
+                "does not guess it; convert the file to 16-bit, or pass its pixels scaled to [0, 1] to "
+                "engan.runtime.Enhancer.enhance()")
 
 #: Leading bytes of the formats we read: a file that starts like one of these but does
 #: not open is truncated, not "not an image".
@@ -343,6 +359,8 @@ def _normalise_mode(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, by
         return im.convert("RGB"), None, "CMYK converted to RGB"
     if mode in ("YCbCr", "LAB", "HSV"):
         return im.convert("RGB"), None if mode == "LAB" else icc, ""
+    if mode == "F":
+        raise DecodeError("unsupported", REASON_FLOAT)
     raise DecodeError("unsupported", REASON_MODE.format(mode=mode))
 
 
@@ -561,13 +579,19 @@ def write_image(path: str | os.PathLike, pixels: Pixels, *, fmt: str | None = No
             encode_image(pixels, fmt, fh, quality=quality, icc_profile=icc_profile, exif=exif,
                          png_compress=png_compress)
     except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise EncodeError(f"could not write {path.name}: no space left on device") from None
-        detail = e.strerror.lower() if e.strerror else str(e)
-        raise EncodeError(f"could not write {path.name}: {detail}") from None
+        raise EncodeError(write_error(path, e)) from None
     except (ValueError, TypeError, KeyError) as e:
         raise EncodeError(f"could not encode {path.name} as {fmt}: {e}") from None
     return notes
+
+
+def write_error(path: str | os.PathLike, e: OSError) -> str:
+    """The one-line reason a write of ``path`` failed: ``could not write <name>: <why>``."""
+    if e.errno == errno.ENOSPC:
+        detail = "no space left on device"
+    else:
+        detail = e.strerror.lower() if e.strerror else str(e)
+    return f"could not write {Path(path).name}: {detail}"
 
 
 def write_png16(fh, arr: np.ndarray, icc_profile: bytes | None = None,

@@ -6,10 +6,11 @@ a TensorRT engine); read back by the runtime so nothing is hard-coded. Torch-fre
 from __future__ import annotations
 
 import dataclasses
-import os
 import json
+import os
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any, Collection
 
 #: Prefix of every metadata key engan writes.
 PREFIX = "engan."
@@ -76,64 +77,143 @@ class ArtefactMeta:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def _varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise ValueError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
+#: Bounds of :func:`read_onnx_metadata`: top-level fields walked, and bytes read in all
+#: (field keys, lengths and the metadata entries; everything else is skipped by seeking).
+#: A real engan ONNX has about 35 top-level fields and 2 KB of metadata.
+MAX_ONNX_FIELDS = 10_000
+MAX_ONNX_READ = 4 << 20
+
+#: ModelProto's fields (onnx.proto) and their protobuf wire types (0 varint, 2 length-delimited).
+_MODEL_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
+_IR_VERSION, _GRAPH, _METADATA_PROPS = 1, 7, 14
+_MAX_FIELD_NUMBER = (1 << 29) - 1
 
 
-def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """``metadata_props`` of an ONNX file, read without onnx or onnxruntime.
+class OnnxFormatError(ValueError):
+    """A file that is not a well-formed ONNX protobuf; ``detail`` says why without the file name."""
 
-    Walks the top-level protobuf fields of ``ModelProto`` and skips the graph by its
-    length, so it costs a file read and no parsing of the network (milliseconds).
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(f"{name}: {detail}")
+        self.detail = detail
+
+
+class _Protobuf:
+    """Reads protobuf wire data from a binary file, counting every byte it reads."""
+
+    def __init__(self, fh: IO[bytes], size: int, name: str) -> None:
+        self.fh, self.size, self.name, self.read_bytes = fh, size, name, 0
+
+    def error(self, detail: str) -> OnnxFormatError:
+        return OnnxFormatError(self.name, detail)
+
+    def take(self, n: int) -> bytes:
+        self.read_bytes += n
+        if self.read_bytes > MAX_ONNX_READ:
+            raise self.error(f"not an engan model: over {MAX_ONNX_READ >> 20} MB of metadata and field headers")
+        data = self.fh.read(n)
+        if len(data) != n:
+            raise self.error("truncated: the file ends inside a protobuf field")
+        return data
+
+    def varint(self) -> int:
+        value = 0
+        for shift in range(0, 70, 7):
+            b = self.take(1)[0]
+            value |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return value
+        raise self.error("not an ONNX model: a protobuf varint runs over 10 bytes")
+
+
+def _entry(data: bytes, p: _Protobuf) -> tuple[str, str]:
+    """A ``StringStringEntryProto`` {1: key, 2: value}."""
+    out, pos = {1: "", 2: ""}, 0
+
+    def varint() -> int:
+        nonlocal pos
+        value = 0
+        for shift in range(0, 70, 7):
+            if pos >= len(data):
+                break
+            b = data[pos]
+            pos += 1
+            value |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return value
+        raise p.error("not an ONNX model: malformed metadata entry")
+
+    while pos < len(data):
+        key = varint()
+        if key & 7 != 2 or key >> 3 not in out:
+            raise p.error("not an ONNX model: malformed metadata entry")
+        n = varint()
+        if pos + n > len(data):
+            raise p.error("not an ONNX model: malformed metadata entry")
+        out[key >> 3] = data[pos:pos + n].decode("utf-8", "replace")
+        pos += n
+    return out[1], out[2]
+
+
+def read_onnx_metadata(path: str | os.PathLike, keys: Collection[str] | None = None) -> dict[str, str]:
+    """``metadata_props`` of an ONNX file, read without onnx or onnxruntime, with bounded work.
+
+    Walks the top-level fields of ``ModelProto``: each field's key is checked (field
+    number 1 to 2^29-1, wire type valid for protobuf and, for ModelProto's own fields,
+    the one onnx.proto gives it) and its length checked against the file size before the
+    field is skipped by seeking; only ``metadata_props`` entries are read. At most
+    :data:`MAX_ONNX_FIELDS` fields and :data:`MAX_ONNX_READ` bytes are read, so a garbage
+    or hostile file of any size is refused in milliseconds (a zero-filled file at its
+    first byte: field number 0).
+
+    Args:
+        path: the file.
+        keys: stop as soon as all these keys are read (the rest of the file is not checked).
 
     Raises:
-        ValueError: the file is not a well-formed protobuf (truncated or not ONNX).
+        OnnxFormatError (a ValueError): not a well-formed ONNX protobuf; the message
+            starts with the file name.
+        OSError: the file cannot be opened or read.
     """
-    with open(path, "rb") as fh:
-        buf = memoryview(fh.read())
+    name = Path(path).name
     props: dict[str, str] = {}
-    pos = 0
-    while pos < len(buf):
-        key, pos = _varint(buf, pos)
-        field_no, wire = key >> 3, key & 7
-        if wire == 0:
-            _, pos = _varint(buf, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        elif wire == 2:
-            size, pos = _varint(buf, pos)
-            if pos + size > len(buf):
-                raise ValueError(f"{path}: truncated protobuf field {field_no}")
-            if field_no == 14:  # metadata_props: StringStringEntryProto {1: key, 2: value}
-                entry, p, k, v = buf[pos:pos + size], 0, "", ""
-                while p < len(entry):
-                    ekey, p = _varint(entry, p)
-                    if ekey & 7 != 2:
-                        raise ValueError(f"{path}: malformed metadata entry")
-                    n, p = _varint(entry, p)
-                    text = bytes(entry[p:p + n]).decode("utf-8", "replace")
-                    p += n
-                    if ekey >> 3 == 1:
-                        k = text
-                    elif ekey >> 3 == 2:
-                        v = text
-                props[k] = v
-            pos += size
-        else:
-            raise ValueError(f"{path}: not an ONNX protobuf (wire type {wire} at byte {pos})")
-    if pos != len(buf):
-        raise ValueError(f"{path}: truncated protobuf")
+    wanted = set(keys) if keys else None
+    seen: set[int] = set()
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        p = _Protobuf(fh, size, name)
+        pos = fields = 0
+        while pos < size:
+            fields += 1
+            if fields > MAX_ONNX_FIELDS:
+                raise p.error(f"not an ONNX model: over {MAX_ONNX_FIELDS} top-level protobuf fields")
+            key = p.varint()
+            field_no, wire = key >> 3, key & 7
+            if not 1 <= field_no <= _MAX_FIELD_NUMBER:
+                raise p.error(f"not an ONNX model: invalid protobuf field number {field_no} at byte {pos}")
+            if wire not in (0, 1, 2, 5) or _MODEL_FIELDS.get(field_no, wire) != wire:
+                raise p.error(f"not an ONNX model: invalid wire type {wire} for field {field_no} at byte {pos}")
+            seen.add(field_no)
+            if wire == 0:
+                p.varint()
+            elif wire == 2:
+                n = p.varint()
+                start = fh.tell()
+                if n > size - start:
+                    raise p.error(f"truncated: protobuf field {field_no} at byte {pos} needs {n} bytes, "
+                                  f"{size - start} are left")
+                if field_no == _METADATA_PROPS:
+                    k, v = _entry(p.take(n), p)
+                    props[k] = v
+                    if wanted is not None and wanted <= props.keys():
+                        return props
+                else:
+                    fh.seek(n, os.SEEK_CUR)
+            else:
+                fh.seek(8 if wire == 1 else 4, os.SEEK_CUR)
+            pos = fh.tell()
+        if pos != size:
+            raise p.error("truncated: the file ends inside a protobuf field")
+    missing = [what for no, what in ((_IR_VERSION, "ir_version"), (_GRAPH, "graph")) if no not in seen]
+    if missing:
+        raise p.error(f"not an ONNX model: no {' and no '.join(missing)}")
     return props

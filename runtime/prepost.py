@@ -68,7 +68,8 @@ def to_float(img: np.ndarray) -> np.ndarray:
 
     Args:
         img: uint8 (divided by 255), uint16 (divided by 65535) or a float array whose
-            values are in [0, 1] (values outside are clipped; NaN/inf are refused).
+            values are in [0, 1] (values outside are clipped; NaN/inf are refused), in
+            either byte order (``>u2`` from a big-endian file is read as uint16).
 
     Returns:
         A float32 array of the same shape.
@@ -77,7 +78,9 @@ def to_float(img: np.ndarray) -> np.ndarray:
         TypeError: for other dtypes (e.g. int32), naming the supported ones.
         ValueError: for a float array with NaN or infinite values.
     """
-    a = np.asarray(img)
+    a = given = np.asarray(img)
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
     if a.dtype == np.uint8:
         return a.astype(np.float32) / np.float32(255.0)
     if a.dtype == np.uint16:
@@ -87,7 +90,7 @@ def to_float(img: np.ndarray) -> np.ndarray:
         if not np.isfinite(a).all():
             raise ValueError("the float image has NaN or infinite values; pass finite values in [0, 1]")
         return np.clip(a, 0.0, 1.0)
-    raise TypeError(f"unsupported pixel dtype {a.dtype}; pass uint8, uint16 or float values in [0, 1]")
+    raise TypeError(f"unsupported pixel dtype {given.dtype}; pass uint8, uint16 or float values in [0, 1]")
 
 
 def from_float(x: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
@@ -95,9 +98,11 @@ def from_float(x: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
 
     Rounding is :func:`numpy.rint` (round half to even, like ``torch.round``): no truncation,
     so ``from_float(to_float(u), u.dtype) == u`` for every uint8 and uint16 value.
-    Float dtypes get the clipped values.
+    Float dtypes get the clipped values. A non-native byte order (``>u2``) is kept.
     """
     dt = np.dtype(dtype)
+    if not dt.isnative:
+        return from_float(x, dt.newbyteorder("=")).astype(dt)
     x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)  # a fresh array: scaled in place below
     if dt == np.uint8 or dt == np.uint16:
         x *= np.float32(255.0 if dt == np.uint8 else 65535.0)

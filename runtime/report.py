@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +25,42 @@ BROWSER_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".gif"
                                 ".bmp", ".avif", ".svg"})
 
 
+#: Characters that act on a terminal or a log instead of showing: C0 and C1 controls and DEL
+#: (escape sequences, newlines that forge lines), the line and paragraph separators, the
+#: bidirectional overrides that reorder text, and lone surrogates (undecodable name bytes).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+                     "\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(m: re.Match) -> str:
+    c = m.group()
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode could not decode
+        return f"\\x{code - 0xDC00:02x}"
+    return _NAMED.get(c) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character shown as an escape (``\\n``, ``\\x1b``, ``\\u202e``).
+
+    What engan-infer prints (console lines, error messages) and writes into HTML goes
+    through this, so a file name cannot retitle the terminal, move the cursor or forge a
+    ``FAILED`` or summary line. Printable text, non-ASCII letters included, is unchanged.
+    """
+    return _UNSAFE.sub(_escape, text)
+
+
 def display_path(path: str | os.PathLike) -> str:
-    """A printable form of a path: undecodable bytes of non-UTF-8 names shown as ``\\xNN``."""
+    """A printable form of a path: undecodable bytes of non-UTF-8 names shown as ``\\xNN``,
+    control characters as escapes (:func:`printable`)."""
     raw = os.fsencode(path)
-    return raw.decode("utf-8", errors="backslashreplace")
+    return printable(raw.decode("utf-8", errors="backslashreplace"))
+
+
+def quoted(path: str | os.PathLike) -> str:
+    """``'<path>'`` for messages: :func:`display_path` in quotes (``repr`` would double its escapes)."""
+    return f"'{display_path(path)}'"
 
 
 def href(target: str | os.PathLike, start: str | os.PathLike) -> str:
@@ -95,6 +128,11 @@ dt{color:#555} dd{margin:0}
 """
 
 
+def _text(value: Any) -> str:
+    """Page text: control characters as escapes, then HTML-escaped (no raw control byte on the page)."""
+    return html.escape(printable(str(value)))
+
+
 def _cell_image(path: Path | None, page_dir: Path, label: str) -> str:
     if path is None:
         return '<td class="img"></td>'
@@ -103,7 +141,7 @@ def _cell_image(path: Path | None, page_dir: Path, label: str) -> str:
     if path.suffix.lower() in BROWSER_EXTENSIONS:
         inner = f'<img src="{url}" alt="{label}: {name}" loading="lazy">'
     else:
-        inner = f"{label}: {name} (no browser preview for {html.escape(path.suffix)})"
+        inner = f"{label}: {name} (no browser preview for {_text(path.suffix)})"
     return f'<td class="img"><a href="{url}">{inner}</a></td>'
 
 
@@ -113,12 +151,12 @@ def _row(e: ReportEntry, page_dir: Path) -> str:
     if e.size:
         meta.append(f"{e.size[0]}&times;{e.size[1]}")
     if e.mode:
-        meta.append(html.escape(e.mode))
+        meta.append(_text(e.mode))
     if e.seconds is not None:
         meta.append(f"{e.seconds * 1000:.0f} ms")
     status = f'<div class="{e.status}">{e.status}</div>'
     if e.reason:
-        status += f'<div class="failed">{html.escape(e.reason)}</div>'
+        status += f'<div class="failed">{_text(e.reason)}</div>'
     links = ""
     if e.compare_path is not None:
         links = f'<div><a href="{html.escape(href(e.compare_path, page_dir), quote=True)}">before|after</a></div>'
@@ -133,12 +171,12 @@ def render_index_html(entries: Iterable[ReportEntry], page_dir: str | os.PathLik
     """The result page as a string (see :func:`write_index_html`)."""
     page_dir = Path(page_dir)
     rows = "\n".join(_row(e, page_dir) for e in entries)
-    details = "".join(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v))}</dd>"
+    details = "".join(f"<dt>{_text(k)}</dt><dd>{_text(v)}</dd>"
                       for k, v in (info or {}).items())
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(summary)}</p><dl>{details}</dl>\n"
+        f"<title>{_text(title)}</title><style>{_CSS}</style></head><body>\n"
+        f"<h1>{_text(title)}</h1><p>{_text(summary)}</p><dl>{details}</dl>\n"
         "<table><thead><tr><th>file</th><th>input</th><th>enhanced</th></tr></thead><tbody>\n"
         f"{rows}\n</tbody></table></body></html>\n"
     )

@@ -167,7 +167,8 @@ def find_int8(onnx_path: Path) -> tuple[Path | None, str]:
     The copy is used only when its engan metadata says ``int8`` and names the same
     checkpoint (sha256) as the FP32 file, so a stale copy left by an older export of
     another checkpoint is never picked. The reason is empty when there is no copy at
-    all, and says why when a copy exists but is refused.
+    all, and says why when a copy exists but is refused (a malformed file is refused in
+    milliseconds whatever its size: :func:`engan.runtime.meta.read_onnx_metadata` is bounded).
     """
     from engan.runtime.meta import read_onnx_metadata
 
@@ -177,10 +178,16 @@ def find_int8(onnx_path: Path) -> tuple[Path | None, str]:
     candidate = onnx_path.with_name(onnx_path.name[: -len(".onnx")] + INT8_ENDING)
     if not candidate.is_file():
         return None, ""
-    try:
-        fp32, int8 = read_onnx_metadata(onnx_path), read_onnx_metadata(candidate)
-    except (OSError, ValueError) as e:
-        return None, f"{candidate.name} unreadable ({e})"
+    keys = ("engan.precision", "engan.checkpoint_sha256")
+    found = []
+    for f in (onnx_path, candidate):  # bounded reads: a garbage file of any size is refused at once
+        try:
+            found.append(read_onnx_metadata(f, keys))
+        except OSError as e:
+            return None, f"{f.name} unreadable ({(e.strerror or str(e)).lower()})"
+        except ValueError as e:
+            return None, f"{f.name} unreadable ({getattr(e, 'detail', e)})"
+    fp32, int8 = found
     if int8.get("engan.precision") != "int8" or fp32.get("engan.precision", "fp32") != "fp32":
         return None, f"{candidate.name} is not an engan INT8 copy of an FP32 model"
     if int8.get("engan.checkpoint_sha256") != fp32.get("engan.checkpoint_sha256"):

@@ -84,12 +84,25 @@ def _damaged_safetensors(tmp_path: Path, good: Path, damage: str) -> tuple[Path,
     if damage == "json-list":
         p.write_bytes((7).to_bytes(8, "little") + b"[1,2,3]")
         return p, invalid.format("its header is not a JSON object of tensors and metadata")
+    if damage == "header-2**60":  # a length no allocation could hold
+        p.write_bytes((2**60).to_bytes(8, "little") + b"{}")
+        return p, invalid.format(f"header length {2**60} does not fit the file size 10")
+    if damage == "deep-json":  # json.loads would raise RecursionError
+        body = b"[" * 100_000 + b"]" * 100_000
+        p.write_bytes(len(body).to_bytes(8, "little") + body)
+        return p, invalid.format("its header is JSON nested too deeply to be one of tensors and metadata")
+    if damage == "pickle":  # a payload that would run os.mkdir, renamed to .safetensors
+        data = pickle.dumps({"conv1_1.weight": _Payload(tmp_path / "PWNED")}, protocol=2)
+        p.write_bytes(data)
+        n = int.from_bytes(data[:8], "little")
+        return p, invalid.format(f"header length {n} does not fit the file size {len(data)}")
     assert damage == "truncated"  # header intact, tensor bytes cut (a copy that stopped early)
     p.write_bytes(data[: len(data) - 5000])
     return p, ""  # safetensors' own wording inside; checked by prefix/suffix
 
 
-DAMAGES = ["empty", "header-too-long", "json-garbage", "json-list", "truncated"]
+DAMAGES = ["empty", "header-too-long", "json-garbage", "json-list", "truncated", "header-2**60", "deep-json",
+           "pickle"]
 
 
 def _assert_names_file_and_fix(msg: str, p: Path, expect: str) -> None:
@@ -122,6 +135,7 @@ def test_corrupt_safetensors_is_refused_everywhere(tmp_path, tiny_checkpoint, da
     r = export(bad, tmp_path / "exp", "--no-check")
     assert r.exit_code == 1 and r.output.endswith(f"Error: {msg}\n")
     assert not (tmp_path / "exp").exists()  # refused before the output folder is made
+    assert not (tmp_path / "PWNED").exists()  # the pickle was never unpickled
 
 
 def test_checkpoint_of_another_preset_is_refused(tmp_path, tiny_checkpoint):

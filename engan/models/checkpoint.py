@@ -139,7 +139,10 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
             n = int.from_bytes(head, "little")
             if n <= 0 or n > 100 * 1024 * 1024 or n > p.stat().st_size - 8:
                 raise ValueError(f"header length {n} does not fit the file size {p.stat().st_size}")
-            header = json.loads(f.read(n))
+            try:
+                header = json.loads(f.read(n))
+            except RecursionError:  # "[[[[..." nested past Python's stack: no header of tensors is like that
+                raise ValueError("its header is JSON nested too deeply to be one of tensors and metadata") from None
             if not isinstance(header, dict) or not isinstance(header.get("__metadata__", {}) or {}, dict):
                 raise ValueError("its header is not a JSON object of tensors and metadata")
     except (ValueError, UnicodeDecodeError) as e:

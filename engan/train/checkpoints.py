@@ -35,7 +35,7 @@ def architecture_of(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def remove_stale_temp_files(run_dir: Path) -> list[Path]:
-    """Delete the temp files an interrupted atomic write left (``.<name>.<random>.tmp``)."""
+    """Delete the temp files an interrupted atomic write left (``.<name>.<pid>.<random>.tmp``)."""
     removed = []
     for folder in (run_dir, run_dir / SNAPSHOT_DIR):
         if folder.is_dir():
