@@ -330,12 +330,9 @@ def _int8_quantizer(cfg: ExportConfig) -> Callable[..., Path]:
 def _calib_source(cfg: ExportConfig) -> str:
     if cfg.calib is not None:
         return f"calibrated on {cfg.calib}"
-    try:
-        from engan.export.quantize import default_calib_dir
+    from engan.export.calibration import default_calib_dir
 
-        folder = default_calib_dir()
-    except ImportError:
-        folder = None
+    folder = default_calib_dir()
     return f"calibrated on {folder}" if folder is not None else "calibrated on generated low-light images"
 
 
