@@ -393,7 +393,7 @@ def _parity(model, result: ExportResult, cfg: ExportConfig) -> ParityReport:
     if result.engine is not None:
         inside = tuple(hw for hw in sizes if cfg.profile.contains(1, *hw))
         engine_sizes = inside or (cfg.profile.opt_hw,)  # outside the profile: check at its optimum
-        artefacts.append(Artefact(result.engine, "fp16", kind="engine", sizes=engine_sizes))
+        artefacts.append(Artefact(result.engine, "fp16", "trt", "cuda", sizes=engine_sizes))
         all_sizes = sizes + tuple(hw for hw in engine_sizes if hw not in sizes)
     desc, inputs = make_check_inputs(cfg.check_image, all_sizes)
     return check_parity(model, artefacts, inputs, image=desc)

@@ -1,11 +1,11 @@
 """FP16 TensorRT engines from the exported ONNX file (TensorRT 10+ Python API).
 
-``tensorrt`` is imported only inside :func:`build_engine` and :class:`EngineRunner`;
-everything else here (probing, the decision to skip and its message, timing-cache
-paths and keys, whether an existing engine is still current) is plain Python that
-CPU tests cover. The engine is named after the GPU and TensorRT version that built
-it and gets a JSON sidecar (:mod:`engan.runtime.engine_meta`), so the runtime can
-refuse a mismatched engine.
+``tensorrt`` is imported only inside :func:`build_engine`; engines run (in the parity
+check too) through :mod:`engan.runtime.backends.trt`. Everything else here (probing,
+the decision to skip and its message, timing-cache paths and keys, whether an
+existing engine is still current) is plain Python that CPU tests cover. The engine
+is named after the GPU and TensorRT version that built it and gets a JSON sidecar
+(:mod:`engan.runtime.engine_meta`), so the runtime can refuse a mismatched engine.
 """
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-
-import numpy as np
 
 from engan.export.profile import ShapeProfile
 from engan.runtime.atomic import atomic_write_bytes
@@ -282,39 +280,3 @@ def build_engine(
         atomic_write_bytes(cache_file, bytes(memoryview(config.get_timing_cache().serialize())))
     return engine_path
 
-
-class EngineRunner:
-    """Runs an engan engine on float32 NCHW arrays (buffers on the GPU through CUDA torch).
-
-    Only the export parity check uses this; the runtime has its own torch-free backend.
-    """
-
-    def __init__(self, engine_path: str | os.PathLike) -> None:
-        import tensorrt as trt
-
-        self.path = Path(engine_path)
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
-        if self.engine is None:
-            raise EngineBuildError(f"TensorRT could not deserialize {self.path}; rebuild it with engan export --fp16 --engine")
-        self.context = self.engine.create_execution_context()
-        self._trt = trt
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Enhance a float32 N x 3 x H x W batch (H, W multiples of 16 and inside the profile)."""
-        import torch
-
-        trt = self._trt
-        inp = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).cuda()
-        if not self.context.set_input_shape("input", tuple(inp.shape)):
-            raise ValueError(f"input shape {tuple(inp.shape)} is outside the profile of {self.path.name}")
-        out_dtype = torch.float16 if self.engine.get_tensor_dtype("output") == trt.DataType.HALF else torch.float32
-        out = torch.empty(tuple(self.context.get_tensor_shape("output")), dtype=out_dtype, device="cuda")
-        self.context.set_tensor_address("input", inp.data_ptr())
-        self.context.set_tensor_address("output", out.data_ptr())
-        stream = torch.cuda.current_stream()
-        if not self.context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError(f"TensorRT failed to run {self.path.name}")
-        stream.synchronize()
-        return out.float().cpu().numpy()
