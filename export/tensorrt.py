@@ -9,6 +9,8 @@ is named after the GPU and TensorRT version that built it and gets a JSON sideca
 """
 from __future__ import annotations
 
+import dataclasses
+import datetime as _dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,10 @@ from engan.runtime.engine_meta import (
     engine_file_name,
     gpu_slug,
     read_sidecar,
+    sidecar_path,
+    write_sidecar,
 )
+from engan.runtime.meta import ArtefactMeta
 
 #: How a user gets the TensorRT backend.
 TRT_INSTALL_HINT = "pip install 'engan[trt]'"
@@ -280,3 +285,44 @@ def build_engine(
         atomic_write_bytes(cache_file, bytes(memoryview(config.get_timing_cache().serialize())))
     return engine_path
 
+
+def ensure_engine(
+    onnx_path: Path,
+    engine_path: Path,
+    meta: ArtefactMeta,
+    env: TrtEnvironment,
+    profile: ShapeProfile,
+    workspace_gib: float = DEFAULT_WORKSPACE_GIB,
+    timing_cache: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[Path, bool]:
+    """Build the FP16 engine of ``onnx_path`` and its sidecar, unless an up-to-date one is there.
+
+    Args:
+        onnx_path: the FP32 ONNX file.
+        engine_path: where the engine goes (:func:`engine_path_for`).
+        meta: the ONNX file's artefact metadata (copied into the sidecar as fp16).
+        env: this machine (:func:`probe_environment`).
+        profile, workspace_gib: as for :func:`build_engine`.
+        timing_cache: the timing cache file (None: :func:`default_timing_cache_path`).
+        log: where status lines go.
+
+    Returns:
+        (the sidecar's path, whether the existing engine was reused).
+    """
+    from engan.models.checkpoint import file_sha256
+
+    sidecar = EngineSidecar(
+        **dataclasses.asdict(dataclasses.replace(meta, precision="fp16")),
+        engine_file=engine_path.name, onnx_file=onnx_path.name, onnx_sha256=file_sha256(onnx_path),
+        gpu_name=env.gpu_name, compute_capability=env.compute_capability, trt_version=env.trt_version,
+        profile_min=list(profile.min_hw), profile_opt=list(profile.opt_hw),
+        profile_max=list(profile.max_hw), max_batch=profile.max_batch,
+        workspace_gib=workspace_gib, built_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    if engine_is_current(engine_path, sidecar):
+        return sidecar_path(engine_path), True
+    cache = timing_cache or default_timing_cache_path(env.gpu_name, env.compute_capability, env.trt_version, "fp16")
+    log(f"engine      building FP16 TensorRT engine ({profile.describe()}), timing cache {cache} ...")
+    build_engine(onnx_path, engine_path, profile, workspace_gib, cache, fp16=True, log=log)
+    return write_sidecar(engine_path, sidecar), False

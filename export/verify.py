@@ -1,8 +1,8 @@
 """Parity check: every exported artefact against the eager PyTorch generator.
 
-Each artefact runs on the same image at two sizes through a runtime backend (ONNX
-files on ONNX Runtime's CPU provider, engines on TensorRT; :func:`runtime_runner`),
-so the check exercises the code users run. Outputs are
+Each artefact runs on the same image at two sizes through the runtime backend its
+format row names (ONNX files on ONNX Runtime's CPU provider, engines on TensorRT;
+:mod:`engan.export.formats`), so the check exercises the code users run. Outputs are
 compared with the eager model in ``eval()`` mode: max |Δ| and PSNR in dB on the
 [0, 1] float outputs (:mod:`engan.runtime.parity`). An artefact fails when its PSNR
 is below the threshold of its precision (:data:`THRESHOLDS_DB`).
@@ -17,14 +17,12 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
+from engan.export.formats import THRESHOLDS_DB
 from engan.runtime.parity import compare
 from engan.runtime.prepost import PAD_MULTIPLE
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-#: Lowest acceptable PSNR (dB) against the eager FP32 model, per artefact precision.
-THRESHOLDS_DB: dict[str, float] = {"fp32": 50.0, "fp16": 35.0, "int8": 30.0}
 
 #: The two check sizes (HxW): a square and the LOL-size photo padded to 16.
 DEFAULT_CHECK_SIZES: tuple[tuple[int, int], ...] = ((256, 256), (400, 608))
