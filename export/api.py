@@ -106,28 +106,16 @@ class ExportResult:
 
 
 def resolve_source(checkpoint: str | os.PathLike | None) -> Path:
-    """The generator file to export: ``checkpoint`` (run folder or file) or the shipped model.
+    """The generator file to export: ``checkpoint`` (run folder or file), else the shipped model's weights.
 
     Raises:
-        ExportError: no checkpoint given and no model ships with this install.
         engan.models.checkpoint.CheckpointError: the checkpoint path is wrong.
+        engan.runtime.ModelNotShippedError: no checkpoint given and no model ships with this install.
     """
     from engan.models.checkpoint import resolve_checkpoint
+    from engan.runtime import resolve_model
 
-    if checkpoint is not None:
-        return resolve_checkpoint(checkpoint)
-    hint = "pass --checkpoint RUN_DIR (written by `engan train`) or --checkpoint FILE.safetensors"
-    try:
-        from engan.runtime import shipped
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("engan.runtime"):
-            raise ExportError(f"no --checkpoint given and this engan install ships no model yet: {hint}") from None
-        raise
-    not_shipped = getattr(shipped, "ModelNotShippedError", FileNotFoundError)
-    try:
-        return Path(shipped.default_model_path("safetensors"))
-    except not_shipped as e:
-        raise ExportError(f"no --checkpoint given and no shipped model is available ({e}); {hint}") from None
+    return resolve_checkpoint(checkpoint) if checkpoint is not None else resolve_model(None, backend="torch")
 
 
 def model_name_for(checkpoint: Path, file_meta: dict[str, str]) -> str:
@@ -246,9 +234,16 @@ def _load(cfg: ExportConfig, log: Callable[[str], None]) -> tuple[ExportResult, 
     from engan import __version__
     from engan.models import count_parameters
     from engan.models.checkpoint import file_sha256, load_generator, read_metadata as read_ckpt_meta
+    from engan.runtime import ModelNotShippedError
 
     t = time.perf_counter()
-    ckpt = resolve_source(cfg.checkpoint)
+    try:
+        ckpt = resolve_source(cfg.checkpoint)
+    except ModelNotShippedError as e:
+        raise ExportError(
+            f"no --checkpoint given and no shipped model is available ({e}); "
+            "pass --checkpoint RUN_DIR (written by `engan train`) or --checkpoint FILE.safetensors"
+        ) from None
     ckpt_meta = read_ckpt_meta(ckpt)
     model = load_generator(ckpt)
     name = model_name_for(ckpt, ckpt_meta)

@@ -223,27 +223,26 @@ def test_quantizer_errors_become_export_errors(monkeypatch, tmp_path):
         _int8_quantizer(ExportConfig(int8=True, calib=str(tmp_path / "nope")))
 
 
-def test_no_checkpoint_and_no_shipped_model(monkeypatch):
-    import engan.runtime as rt
+def test_no_checkpoint_and_no_shipped_model(monkeypatch, tmp_path):
+    import engan.runtime.shipped as shipped
 
-    class ModelNotShippedError(FileNotFoundError):
-        pass
-
-    def default_model_path(kind="onnx"):
-        raise ModelNotShippedError("no model ships with engan 0.1.0 yet")
-
-    fake = types.SimpleNamespace(default_model_path=default_model_path, ModelNotShippedError=ModelNotShippedError)
-    monkeypatch.setattr(rt, "shipped", fake, raising=False)
-    with pytest.raises(ExportError) as e:
-        resolve_source(None)
-    assert str(e.value) == (
-        "no --checkpoint given and no shipped model is available (no model ships with engan 0.1.0 yet); "
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "empty")
+    with pytest.raises(shipped.ModelNotShippedError) as e:
+        resolve_source(None)  # one line over the checkpoint and shipped-model resolvers
+    with pytest.raises(ExportError) as err:
+        export_model(ExportConfig(out=str(tmp_path / "o")), log=lambda s: None)
+    assert str(err.value) == (
+        f"no --checkpoint given and no shipped model is available ({e.value}); "
         "pass --checkpoint RUN_DIR (written by `engan train`) or --checkpoint FILE.safetensors"
     )
-    monkeypatch.delattr(rt, "shipped")
-    monkeypatch.setitem(sys.modules, "engan.runtime.shipped", None)
-    with pytest.raises(ExportError, match=r"^no --checkpoint given and this engan install ships no model yet: pass"):
-        resolve_source(None)
+    assert str(e.value).startswith("no model ships with this build yet")
+    assert not (tmp_path / "o").exists()
+
+
+def test_no_checkpoint_exports_the_shipped_weights():
+    from engan.runtime.shipped import default_model_path
+
+    assert resolve_source(None) == default_model_path("safetensors")
 
 
 def test_model_name_and_default_out(tmp_path):
