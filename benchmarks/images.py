@@ -11,13 +11,17 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.settings import shared_dir
-from engan.export.quantize import center_fit, generated_dark_image, list_images
+from engan.data.images import DataError, list_images
+from engan.export.calibration import center_fit, generated_dark_image
 
 
 def lol_dir() -> Path | None:
     """``<shared>/data/lol_eval15/low`` when present."""
     folder = shared_dir() / "data" / "lol_eval15" / "low"
-    return folder if folder.is_dir() and list_images(folder) else None
+    try:
+        return folder if list_images(folder) else None
+    except DataError:  # missing, or no images in it
+        return None
 
 
 def bench_inputs(size: tuple[int, int], count: int, batch: int = 1) -> tuple[list[np.ndarray], str]:

@@ -62,7 +62,7 @@ SPECS: tuple[RunnerSpec, ...] = (
 )
 SPEC_BY_KEY = {s.key: s for s in SPECS}
 #: Lowest PSNR (dB) against the group's eager FP32 reference that a row may show.
-#: INT8: the measured safe floor with trained-like weights is ~33 dB (see export/quantize.py).
+#: INT8: the measured safe floor with trained-like weights is ~33 dB (see docs/int8.md).
 PARITY_DB = {"fp32": 50.0, "fp16": 35.0, "bf16": 30.0, "int8": 30.0}
 
 

@@ -29,7 +29,8 @@ from benchmarks.images import lol_dir
 from benchmarks.measure import percentile
 from benchmarks.models import BenchModel
 from benchmarks.session import BenchSession, settings_of
-from engan.export.quantize import generated_dark_image, list_images
+from engan.data.images import list_images
+from engan.export.calibration import generated_dark_image
 
 #: LOL photos are 600x400 (WxH); generated stand-ins have the same size.
 PHOTO_HW = (400, 600)

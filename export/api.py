@@ -6,29 +6,28 @@
     from engan.export.api import ExportConfig, export_model
     result = export_model(ExportConfig(checkpoint="runs/x", fp16=True, triton=True))
     print(result.onnx, result.parity.format_table())
+
+:func:`export_model` walks the format table (:data:`engan.export.formats.FORMATS`):
+each requested row is written by its writer below, then every written row with a
+check backend is run through the runtime and compared with the eager model.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as _dt
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from engan.export.formats import BY_NAME, FORMATS, requested, unmet
 from engan.export.onnx import DEFAULT_OPSET, read_metadata, set_metadata
 from engan.export.profile import ShapeProfile
 from engan.export.tensorrt import DEFAULT_WORKSPACE_GIB
 from engan.export.verify import DEFAULT_CHECK_SIZES, ParityError, ParityReport
 from engan.runtime.meta import ArtefactMeta
 
-#: File names inside the output folder.
-ONNX_FP32 = "model.onnx"
-ONNX_FP16 = "model.fp16.onnx"
-ONNX_INT8 = "model.int8.onnx"
-TRITON_DIR = "triton"
 #: Default parent of ``--out``: ``exports/<model-name>/``.
 DEFAULT_EXPORTS_DIR = "exports"
 
@@ -40,6 +39,9 @@ class ExportError(RuntimeError):
 @dataclass(frozen=True)
 class ExportConfig:
     """Everything ``engan export`` can be asked to do (CLI options map 1:1 onto these fields).
+
+    The flags that ask for artefacts (``fp16``, ``int8``, ``engine``, ``triton``) are the
+    ``flag`` column of :data:`engan.export.formats.FORMATS`.
 
     Attributes:
         checkpoint: run folder or ``.safetensors`` generator; None exports the shipped model.
@@ -81,50 +83,39 @@ class ExportConfig:
 
 @dataclass
 class ExportResult:
-    """What an export wrote, how long each stage took, and the parity figures."""
+    """What an export wrote, how long each stage took, and the parity figures.
+
+    ``files`` maps each written format row to its file (Triton: its ``config.pbtxt``);
+    ``onnx``, ``fp16``, ``int8``, ``engine`` and ``triton_config`` read it.
+    """
 
     out_dir: Path
     checkpoint: Path
     meta: ArtefactMeta
-    onnx: Path
-    fp16: Path | None = None
-    int8: Path | None = None
-    engine: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
     sidecar: Path | None = None
-    triton_config: Path | None = None
     engine_skipped: str | None = None
     parity: ParityReport | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
-
-# ----------------------------------------------------------------------------------------
-# Source checkpoint and naming
-# ----------------------------------------------------------------------------------------
+    onnx = property(lambda self: self.files.get("onnx"))
+    fp16 = property(lambda self: self.files.get("fp16"))
+    int8 = property(lambda self: self.files.get("int8"))
+    engine = property(lambda self: self.files.get("engine"))
+    triton_config = property(lambda self: self.files.get("triton"))
 
 
 def resolve_source(checkpoint: str | os.PathLike | None) -> Path:
-    """The generator file to export: ``checkpoint`` (run folder or file) or the shipped model.
+    """The generator file to export: ``checkpoint`` (run folder or file), else the shipped model's weights.
 
     Raises:
-        ExportError: no checkpoint given and no model ships with this install.
         engan.models.checkpoint.CheckpointError: the checkpoint path is wrong.
+        engan.runtime.ModelNotShippedError: no checkpoint given and no model ships with this install.
     """
     from engan.models.checkpoint import resolve_checkpoint
+    from engan.runtime import resolve_model
 
-    if checkpoint is not None:
-        return resolve_checkpoint(checkpoint)
-    hint = "pass --checkpoint RUN_DIR (written by `engan train`) or --checkpoint FILE.safetensors"
-    try:
-        from engan.runtime import shipped
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("engan.runtime"):
-            raise ExportError(f"no --checkpoint given and this engan install ships no model yet: {hint}") from None
-        raise
-    not_shipped = getattr(shipped, "ModelNotShippedError", FileNotFoundError)
-    try:
-        return Path(shipped.default_model_path("safetensors"))
-    except not_shipped as e:
-        raise ExportError(f"no --checkpoint given and no shipped model is available ({e}); {hint}") from None
+    return resolve_checkpoint(checkpoint) if checkpoint is not None else resolve_model(None, backend="torch")
 
 
 def model_name_for(checkpoint: Path, file_meta: dict[str, str]) -> str:
@@ -179,8 +170,8 @@ def _mb(path: Path) -> str:
 def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> ExportResult:
     """Export a generator as configured; one status line per stage goes to ``log``.
 
-    Stages: load checkpoint -> ONNX FP32 -> FP16 -> INT8 -> TensorRT engine (or the skip
-    line) -> Triton repository -> parity check.
+    Stages: load checkpoint -> each requested row of the format table in order (ONNX FP32,
+    FP16, INT8, TensorRT engine or the line saying why not, Triton) -> parity check.
 
     Raises:
         ExportError, CheckpointError, OnnxExportError, EngineUnavailableError, EngineBuildError,
@@ -188,11 +179,7 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> Expor
         ParityError: an artefact failed its PSNR threshold (the files are kept; ``err.result``
             holds the :class:`ExportResult`).
     """
-    from engan import __version__
-    from engan.export.onnx import export_onnx
-    from engan.export.tensorrt import decide_engine, probe_environment, skip_message, skip_reason
-    from engan.models import count_parameters
-    from engan.models.checkpoint import file_sha256, load_generator, read_metadata as read_ckpt_meta
+    from engan.export.tensorrt import decide_engine, probe_environment, skip_message
 
     if cfg.calib is not None and not cfg.int8:
         raise ExportError("--calib is only used with --int8; add --int8 or drop --calib")
@@ -200,15 +187,63 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> Expor
     if cfg.check_image is not None and not Path(cfg.check_image).is_file():
         raise ExportError(f"--check-image {cfg.check_image} not found; pass an existing PNG/JPEG file or leave it out")
     # Decide about the engine before spending time, so `--engine` fails fast.
-    env = probe_environment() if cfg.fp16 and cfg.engine is not False else None
-    decision = decide_engine(cfg.engine, cfg.fp16, skip_reason(env) if env is not None else None)
+    asks_engine = cfg.fp16 and cfg.engine is not False
+    decision = decide_engine(cfg.engine, cfg.fp16, unmet(BY_NAME["engine"]) if asks_engine else None)
+    formats = requested(cfg, decision.build)
+    for fmt in formats:
+        reason = None if fmt.needs_gpu else unmet(fmt)  # the engine's needs were decided above
+        if reason is not None:
+            raise ExportError(f"{fmt.option} cannot be written here: {reason}")
+    env = probe_environment() if decision.build else None
 
     t_all = time.perf_counter()
-    seconds: dict[str, float] = {}
+    result, model = _load(cfg, log)
+    job = _Job(cfg, model, result, log, quantize, env)
+    for fmt in FORMATS:
+        if fmt not in formats:
+            if fmt.name == "engine" and decision.reason is not None:
+                result.engine_skipped = decision.reason
+                log(skip_message(decision.reason))
+            continue
+        target = fmt.path(result.out_dir, env)
+        job.started = time.perf_counter()
+        with _writing(target):
+            result.files[fmt.name] = _WRITERS[fmt.name](job, target)
+        result.seconds[fmt.name] = job.elapsed()
 
-    # 1. checkpoint
+    seconds = result.seconds
+    if cfg.check:
+        t = time.perf_counter()
+        result.parity = _parity(model, result, cfg)
+        seconds["check"] = time.perf_counter() - t
+        log(result.parity.format_table())
+        if not result.parity.passed:
+            err = ParityError(result.parity.failure_message(result.out_dir))
+            err.result = result  # type: ignore[attr-defined]
+            seconds["total"] = time.perf_counter() - t_all
+            raise err
+    else:
+        log("parity      skipped (--no-check)")
+    seconds["total"] = time.perf_counter() - t_all
+    log(f"done        {seconds['total']:.1f} s. Try it: engan-infer PHOTOS/ OUT/ --model {result.onnx}")
+    return result
+
+
+def _load(cfg: ExportConfig, log: Callable[[str], None]) -> tuple[ExportResult, Any]:
+    """Load the checkpoint, make the output folder and the artefact metadata; (result so far, eager model)."""
+    from engan import __version__
+    from engan.models import count_parameters
+    from engan.models.checkpoint import file_sha256, load_generator, read_metadata as read_ckpt_meta
+    from engan.runtime import ModelNotShippedError
+
     t = time.perf_counter()
-    ckpt = resolve_source(cfg.checkpoint)
+    try:
+        ckpt = resolve_source(cfg.checkpoint)
+    except ModelNotShippedError as e:
+        raise ExportError(
+            f"no --checkpoint given and no shipped model is available ({e}); "
+            "pass --checkpoint RUN_DIR (written by `engan train`) or --checkpoint FILE.safetensors"
+        ) from None
     ckpt_meta = read_ckpt_meta(ckpt)
     model = load_generator(ckpt)
     name = model_name_for(ckpt, ckpt_meta)
@@ -224,81 +259,96 @@ def export_model(cfg: ExportConfig, log: Callable[[str], None] = print) -> Expor
         version=__version__, model_name=name, preset=preset, params=params,
         checkpoint_sha256=sha, precision="fp32", opset=cfg.opset, extra=extra,
     )
-    seconds["load"] = time.perf_counter() - t
+    result = ExportResult(out_dir=out_dir, checkpoint=ckpt, meta=meta)
+    result.seconds["load"] = time.perf_counter() - t
     log(f"checkpoint  {ckpt} ({preset}, {params:,} params, sha256 {sha[:12]}) -> {out_dir}/")
+    return result, model
 
-    # 2. FP32 ONNX
-    t = time.perf_counter()
-    with _writing(out_dir / ONNX_FP32):
-        onnx_path = export_onnx(model, out_dir / ONNX_FP32, meta, opset=cfg.opset, exporter=cfg.exporter)  # type: ignore[arg-type]
-    seconds["onnx"] = time.perf_counter() - t
-    log(f"onnx fp32   {onnx_path} ({_mb(onnx_path)}, opset {cfg.opset}, {cfg.exporter} exporter, dynamic N/H/W) "
-        f"{seconds['onnx']:.1f} s")
-    result = ExportResult(out_dir=out_dir, checkpoint=ckpt, meta=meta, onnx=onnx_path, seconds=seconds)
 
-    # 3. FP16 ONNX
-    if cfg.fp16:
-        from engan.export.fp16 import convert_to_fp16
+@dataclass
+class _Job:
+    """What the format writers share; ``started`` is when the current row began."""
 
-        t = time.perf_counter()
-        with _writing(out_dir / ONNX_FP16):
-            result.fp16 = convert_to_fp16(onnx_path, out_dir / ONNX_FP16, meta)
-        seconds["fp16"] = time.perf_counter() - t
-        log(f"onnx fp16   {result.fp16} ({_mb(result.fp16)}, fp32 I/O) {seconds['fp16']:.1f} s")
+    cfg: ExportConfig
+    model: Any
+    result: ExportResult
+    log: Callable[[str], None]
+    quantize: Callable[..., Path] | None = None
+    env: Any = None  # TrtEnvironment when an engine is built
+    started: float = 0.0
 
-    # 4. INT8 ONNX
-    if cfg.int8:
-        t = time.perf_counter()
-        with _writing(out_dir / ONNX_INT8):
-            result.int8 = _quantize(quantize, onnx_path, out_dir / ONNX_INT8, cfg, meta)
-        seconds["int8"] = time.perf_counter() - t
-        log(f"onnx int8   {result.int8} ({_mb(result.int8)}, {_calib_source(cfg)}) {seconds['int8']:.1f} s")
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
 
-    # 5. TensorRT engine
-    if decision.build:
-        assert env is not None
-        t = time.perf_counter()
-        from engan.export.tensorrt import engine_path_for
 
-        with _writing(engine_path_for(out_dir, env, "fp16")):
-            result.engine, result.sidecar, reused = _engine(onnx_path, out_dir, cfg, meta, env, log)
-        seconds["engine"] = time.perf_counter() - t
-        how = "up to date, reused" if reused else f"built in {seconds['engine']:.1f} s"
-        log(f"engine      {result.engine} ({env.gpu_name}, TensorRT {env.trt_version}, "
-            f"{cfg.profile.describe()}; {how})")
-    elif decision.reason is not None:
-        result.engine_skipped = decision.reason
-        log(skip_message(decision.reason))
+# ----------------------------------------------------------------------------------------
+# One writer per format row: (job, target) -> the written file
+# ----------------------------------------------------------------------------------------
 
-    # 6. Triton repository
-    if cfg.triton:
-        from engan.export.triton import write_triton_repository
 
-        t = time.perf_counter()
-        with _writing(out_dir / TRITON_DIR):
-            result.triton_config = write_triton_repository(
-                out_dir / TRITON_DIR, onnx_path, result.engine, max_batch_size=cfg.profile.max_batch
-            )
-        seconds["triton"] = time.perf_counter() - t
-        platform = "tensorrt_plan" if result.engine else "onnxruntime_onnx"
-        log(f"triton      {result.triton_config} ({platform}, max_batch_size {cfg.profile.max_batch})")
+def _write_onnx(job: _Job, target: Path) -> Path:
+    from engan.export.onnx import export_onnx
 
-    # 7. parity
-    if cfg.check:
-        t = time.perf_counter()
-        result.parity = _parity(model, result, cfg)
-        seconds["check"] = time.perf_counter() - t
-        log(result.parity.format_table())
-        if not result.parity.passed:
-            err = ParityError(result.parity.failure_message(out_dir))
-            err.result = result  # type: ignore[attr-defined]
-            seconds["total"] = time.perf_counter() - t_all
-            raise err
-    else:
-        log("parity      skipped (--no-check)")
-    seconds["total"] = time.perf_counter() - t_all
-    log(f"done        {seconds['total']:.1f} s. Try it: engan-infer PHOTOS/ OUT/ --model {onnx_path}")
-    return result
+    cfg = job.cfg
+    path = export_onnx(job.model, target, job.result.meta, opset=cfg.opset, exporter=cfg.exporter)  # type: ignore[arg-type]
+    job.log(f"onnx fp32   {path} ({_mb(path)}, opset {cfg.opset}, {cfg.exporter} exporter, dynamic N/H/W) "
+            f"{job.elapsed():.1f} s")
+    return path
+
+
+def _write_fp16(job: _Job, target: Path) -> Path:
+    from engan.export.fp16 import convert_to_fp16
+
+    path = convert_to_fp16(job.result.onnx, target, job.result.meta)
+    job.log(f"onnx fp16   {path} ({_mb(path)}, fp32 I/O) {job.elapsed():.1f} s")
+    return path
+
+
+def _write_int8(job: _Job, target: Path) -> Path:
+    """Run the INT8 quantizer and make sure the file's metadata says int8 and names this checkpoint."""
+    cfg, meta = job.cfg, job.result.meta
+    assert job.quantize is not None
+    calib = Path(cfg.calib) if cfg.calib is not None else None
+    out = job.quantize(job.result.onnx, target, calib_dir=calib, num_images=cfg.calib_images, progress=True)
+    written = read_metadata(out)
+    if written.precision != "int8" or written.checkpoint_sha256 != meta.checkpoint_sha256:
+        import onnx
+
+        from engan.runtime.atomic import atomic_write_bytes
+
+        proto = onnx.load(str(out))
+        set_metadata(proto, dataclasses.replace(meta, precision="int8", extra={**meta.extra, **written.extra}))
+        atomic_write_bytes(out, proto.SerializeToString())
+    job.log(f"onnx int8   {out} ({_mb(out)}, {_calib_source(cfg)}) {job.elapsed():.1f} s")
+    return out
+
+
+def _write_engine(job: _Job, target: Path) -> Path:
+    from engan.export.tensorrt import ensure_engine
+
+    cfg, env = job.cfg, job.env
+    job.result.sidecar, reused = ensure_engine(
+        job.result.onnx, target, job.result.meta, env, cfg.profile, cfg.workspace_gib,
+        Path(cfg.timing_cache) if cfg.timing_cache else None, log=job.log,
+    )
+    how = "up to date, reused" if reused else f"built in {job.elapsed():.1f} s"
+    job.log(f"engine      {target} ({env.gpu_name}, TensorRT {env.trt_version}, {cfg.profile.describe()}; {how})")
+    return target
+
+
+def _write_triton(job: _Job, target: Path) -> Path:
+    from engan.export.triton import PLATFORM_ONNX, PLATFORM_TRT, write_triton_repository
+
+    max_batch, engine = job.cfg.profile.max_batch, job.result.engine
+    config = write_triton_repository(target, job.result.onnx, engine, max_batch_size=max_batch)
+    job.log(f"triton      {config} ({PLATFORM_TRT if engine else PLATFORM_ONNX}, max_batch_size {max_batch})")
+    return config
+
+
+#: Format row name -> its writer.
+_WRITERS: dict[str, Callable[[_Job, Path], Path]] = {
+    "onnx": _write_onnx, "fp16": _write_fp16, "int8": _write_int8, "engine": _write_engine, "triton": _write_triton,
+}
 
 
 def _int8_quantizer(cfg: ExportConfig) -> Callable[..., Path]:
@@ -330,73 +380,26 @@ def _int8_quantizer(cfg: ExportConfig) -> Callable[..., Path]:
 def _calib_source(cfg: ExportConfig) -> str:
     if cfg.calib is not None:
         return f"calibrated on {cfg.calib}"
-    try:
-        from engan.export.quantize import default_calib_dir
+    from engan.export.calibration import default_calib_dir
 
-        folder = default_calib_dir()
-    except ImportError:
-        folder = None
+    folder = default_calib_dir()
     return f"calibrated on {folder}" if folder is not None else "calibrated on generated low-light images"
 
 
-def _quantize(quantize_int8: Callable[..., Path], fp32: Path, dst: Path, cfg: ExportConfig, meta: ArtefactMeta) -> Path:
-    """Run the INT8 quantizer and make sure the file's metadata says int8 and names this checkpoint."""
-    calib = Path(cfg.calib) if cfg.calib is not None else None
-    out = quantize_int8(fp32, dst, calib_dir=calib, num_images=cfg.calib_images, progress=True)
-    written = read_metadata(out)
-    if written.precision != "int8" or written.checkpoint_sha256 != meta.checkpoint_sha256:
-        import onnx
-
-        from engan.runtime.atomic import atomic_write_bytes
-
-        proto = onnx.load(str(out))
-        set_metadata(proto, dataclasses.replace(meta, precision="int8", extra={**meta.extra, **written.extra}))
-        atomic_write_bytes(out, proto.SerializeToString())
-    return out
-
-
-def _engine(onnx_path: Path, out_dir: Path, cfg: ExportConfig, meta: ArtefactMeta, env, log) -> tuple[Path, Path, bool]:
-    """Build (or reuse) the FP16 engine and write its sidecar; returns (engine, sidecar, reused)."""
-    from engan.export.tensorrt import build_engine, default_timing_cache_path, engine_is_current, engine_path_for
-    from engan.models.checkpoint import file_sha256
-    from engan.runtime.engine_meta import EngineSidecar, write_sidecar
-
-    engine = engine_path_for(out_dir, env, "fp16")
-    base = dataclasses.asdict(dataclasses.replace(meta, precision="fp16"))
-    sidecar = EngineSidecar(
-        **base,
-        engine_file=engine.name, onnx_file=onnx_path.name, onnx_sha256=file_sha256(onnx_path),
-        gpu_name=env.gpu_name, compute_capability=env.compute_capability, trt_version=env.trt_version,
-        profile_min=list(cfg.profile.min_hw), profile_opt=list(cfg.profile.opt_hw),
-        profile_max=list(cfg.profile.max_hw), max_batch=cfg.profile.max_batch,
-        workspace_gib=cfg.workspace_gib, built_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    )
-    if engine_is_current(engine, sidecar):
-        from engan.runtime.engine_meta import sidecar_path
-
-        return engine, sidecar_path(engine), True
-    cache = Path(cfg.timing_cache) if cfg.timing_cache else default_timing_cache_path(
-        env.gpu_name, env.compute_capability, env.trt_version, "fp16"
-    )
-    log(f"engine      building FP16 TensorRT engine ({cfg.profile.describe()}), timing cache {cache} ...")
-    build_engine(onnx_path, engine, cfg.profile, cfg.workspace_gib, cache, fp16=True, log=log)
-    return engine, write_sidecar(engine, sidecar), False
-
-
-def _parity(model, result: ExportResult, cfg: ExportConfig) -> ParityReport:
+def _parity(model: Any, result: ExportResult, cfg: ExportConfig) -> ParityReport:
+    """Check every written row that has a check backend, on that backend, at the check sizes."""
     from engan.export.verify import Artefact, check_parity, make_check_inputs
 
     sizes = tuple(cfg.check_sizes)
-    artefacts = [Artefact(result.onnx, "fp32", sizes=sizes)]
-    if result.fp16 is not None:
-        artefacts.append(Artefact(result.fp16, "fp16", sizes=sizes))
-    if result.int8 is not None:
-        artefacts.append(Artefact(result.int8, "int8", sizes=sizes))
-    all_sizes = sizes
-    if result.engine is not None:
-        inside = tuple(hw for hw in sizes if cfg.profile.contains(1, *hw))
-        engine_sizes = inside or (cfg.profile.opt_hw,)  # outside the profile: check at its optimum
-        artefacts.append(Artefact(result.engine, "fp16", kind="engine", sizes=engine_sizes))
-        all_sizes = sizes + tuple(hw for hw in engine_sizes if hw not in sizes)
+    artefacts = []
+    for fmt in FORMATS:
+        path = result.files.get(fmt.name)
+        if path is None or fmt.check_backend is None:
+            continue
+        own = sizes
+        if fmt.check_backend == "trt":  # an engine runs only inside its profile: else check at its optimum
+            own = tuple(hw for hw in sizes if cfg.profile.contains(1, *hw)) or (cfg.profile.opt_hw,)
+        artefacts.append(Artefact(path, fmt.precision, fmt.check_backend, fmt.check_device, own))
+    all_sizes = tuple(dict.fromkeys(sizes + tuple(hw for a in artefacts for hw in a.sizes or ())))
     desc, inputs = make_check_inputs(cfg.check_image, all_sizes)
     return check_parity(model, artefacts, inputs, image=desc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from engan.config import PAD_MULTIPLE
+from engan.runtime.prepost import PAD_MULTIPLE
 
 #: Smallest input the engine accepts by default (HxW).
 DEFAULT_MIN_HW: tuple[int, int] = (256, 256)

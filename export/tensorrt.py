@@ -1,20 +1,20 @@
 """FP16 TensorRT engines from the exported ONNX file (TensorRT 10+ Python API).
 
-``tensorrt`` is imported only inside :func:`build_engine` and :class:`EngineRunner`;
-everything else here (probing, the decision to skip and its message, timing-cache
-paths and keys, whether an existing engine is still current) is plain Python that
-CPU tests cover. The engine is named after the GPU and TensorRT version that built
-it and gets a JSON sidecar (:mod:`engan.runtime.engine_meta`), so the runtime can
-refuse a mismatched engine.
+``tensorrt`` is imported only inside :func:`build_engine`; engines run (in the parity
+check too) through :mod:`engan.runtime.backends.trt`. Everything else here (probing,
+the decision to skip and its message, timing-cache paths and keys, whether an
+existing engine is still current) is plain Python that CPU tests cover. The engine
+is named after the GPU and TensorRT version that built it and gets a JSON sidecar
+(:mod:`engan.runtime.engine_meta`), so the runtime can refuse a mismatched engine.
 """
 from __future__ import annotations
 
+import dataclasses
+import datetime as _dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-
-import numpy as np
 
 from engan.export.profile import ShapeProfile
 from engan.runtime.atomic import atomic_write_bytes
@@ -24,7 +24,10 @@ from engan.runtime.engine_meta import (
     engine_file_name,
     gpu_slug,
     read_sidecar,
+    sidecar_path,
+    write_sidecar,
 )
+from engan.runtime.meta import ArtefactMeta
 
 #: How a user gets the TensorRT backend.
 TRT_INSTALL_HINT = "pip install 'engan[trt]'"
@@ -283,38 +286,43 @@ def build_engine(
     return engine_path
 
 
-class EngineRunner:
-    """Runs an engan engine on float32 NCHW arrays (buffers on the GPU through CUDA torch).
+def ensure_engine(
+    onnx_path: Path,
+    engine_path: Path,
+    meta: ArtefactMeta,
+    env: TrtEnvironment,
+    profile: ShapeProfile,
+    workspace_gib: float = DEFAULT_WORKSPACE_GIB,
+    timing_cache: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[Path, bool]:
+    """Build the FP16 engine of ``onnx_path`` and its sidecar, unless an up-to-date one is there.
 
-    Only the export parity check uses this; the runtime has its own torch-free backend.
+    Args:
+        onnx_path: the FP32 ONNX file.
+        engine_path: where the engine goes (:func:`engine_path_for`).
+        meta: the ONNX file's artefact metadata (copied into the sidecar as fp16).
+        env: this machine (:func:`probe_environment`).
+        profile, workspace_gib: as for :func:`build_engine`.
+        timing_cache: the timing cache file (None: :func:`default_timing_cache_path`).
+        log: where status lines go.
+
+    Returns:
+        (the sidecar's path, whether the existing engine was reused).
     """
+    from engan.models.checkpoint import file_sha256
 
-    def __init__(self, engine_path: str | os.PathLike) -> None:
-        import tensorrt as trt
-
-        self.path = Path(engine_path)
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
-        if self.engine is None:
-            raise EngineBuildError(f"TensorRT could not deserialize {self.path}; rebuild it with engan export --fp16 --engine")
-        self.context = self.engine.create_execution_context()
-        self._trt = trt
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Enhance a float32 N x 3 x H x W batch (H, W multiples of 16 and inside the profile)."""
-        import torch
-
-        trt = self._trt
-        inp = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).cuda()
-        if not self.context.set_input_shape("input", tuple(inp.shape)):
-            raise ValueError(f"input shape {tuple(inp.shape)} is outside the profile of {self.path.name}")
-        out_dtype = torch.float16 if self.engine.get_tensor_dtype("output") == trt.DataType.HALF else torch.float32
-        out = torch.empty(tuple(self.context.get_tensor_shape("output")), dtype=out_dtype, device="cuda")
-        self.context.set_tensor_address("input", inp.data_ptr())
-        self.context.set_tensor_address("output", out.data_ptr())
-        stream = torch.cuda.current_stream()
-        if not self.context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError(f"TensorRT failed to run {self.path.name}")
-        stream.synchronize()
-        return out.float().cpu().numpy()
+    sidecar = EngineSidecar(
+        **dataclasses.asdict(dataclasses.replace(meta, precision="fp16")),
+        engine_file=engine_path.name, onnx_file=onnx_path.name, onnx_sha256=file_sha256(onnx_path),
+        gpu_name=env.gpu_name, compute_capability=env.compute_capability, trt_version=env.trt_version,
+        profile_min=list(profile.min_hw), profile_opt=list(profile.opt_hw),
+        profile_max=list(profile.max_hw), max_batch=profile.max_batch,
+        workspace_gib=workspace_gib, built_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    if engine_is_current(engine_path, sidecar):
+        return sidecar_path(engine_path), True
+    cache = timing_cache or default_timing_cache_path(env.gpu_name, env.compute_capability, env.trt_version, "fp16")
+    log(f"engine      building FP16 TensorRT engine ({profile.describe()}), timing cache {cache} ...")
+    build_engine(onnx_path, engine_path, profile, workspace_gib, cache, fp16=True, log=log)
+    return write_sidecar(engine_path, sidecar), False

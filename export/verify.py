@@ -1,10 +1,11 @@
 """Parity check: every exported artefact against the eager PyTorch generator.
 
-Each artefact runs on the same image at two sizes (ONNX files through ONNX Runtime's
-CPU provider, engines through TensorRT) and is compared with the eager model in
-``eval()`` mode: max |Δ| and PSNR in dB on the [0, 1] float outputs
-(:mod:`engan.runtime.parity`). An artefact fails when its PSNR is below the
-threshold of its precision (:data:`THRESHOLDS_DB`).
+Each artefact runs on the same image at two sizes through the runtime backend its
+format row names (ONNX files on ONNX Runtime's CPU provider, engines on TensorRT;
+:mod:`engan.export.formats`), so the check exercises the code users run. Outputs are
+compared with the eager model in ``eval()`` mode: max |Δ| and PSNR in dB on the
+[0, 1] float outputs (:mod:`engan.runtime.parity`). An artefact fails when its PSNR
+is below the threshold of its precision (:data:`THRESHOLDS_DB`).
 """
 from __future__ import annotations
 
@@ -16,14 +17,13 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
-from engan.config import PAD_MULTIPLE
+from engan.export.formats import THRESHOLDS_DB
 from engan.runtime.parity import compare
+from engan.runtime.prepost import PAD_MULTIPLE
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-#: Lowest acceptable PSNR (dB) against the eager FP32 model, per artefact precision.
-THRESHOLDS_DB: dict[str, float] = {"fp32": 50.0, "fp16": 35.0, "int8": 30.0}
 #: The two check sizes (HxW): a square and the LOL-size photo padded to 16.
 DEFAULT_CHECK_SIZES: tuple[tuple[int, int], ...] = ((256, 256), (400, 608))
 
@@ -37,7 +37,11 @@ class CheckImageError(ValueError):
 
 
 class Runner(Protocol):
+    """What the check needs of a runtime backend (:class:`engan.runtime.backends.base.Backend`)."""
+
     def run(self, x: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -47,13 +51,15 @@ class Artefact:
     Attributes:
         path: the file.
         precision: ``fp32``, ``fp16`` or ``int8`` (selects the threshold).
-        kind: ``onnx`` (ONNX Runtime CPU) or ``engine`` (TensorRT).
+        backend: the runtime backend that runs it (``ort`` or ``trt``, see :mod:`engan.runtime.select`).
+        device: where it runs (``cpu``, ``cuda``).
         sizes: the HxW check sizes to run it at (None: every size given to :func:`check_parity`).
     """
 
     path: Path
     precision: str
-    kind: str = "onnx"
+    backend: str = "ort"
+    device: str = "cpu"
     sizes: tuple[tuple[int, int], ...] | None = None
 
     @property
@@ -61,8 +67,9 @@ class Artefact:
         return self.path.name
 
     @property
-    def backend(self) -> str:
-        return "tensorrt" if self.kind == "engine" else "onnxruntime-cpu"
+    def backend_label(self) -> str:
+        """The backend column of the table: ``onnxruntime-cpu`` or ``tensorrt``."""
+        return "tensorrt" if self.backend == "trt" else f"onnxruntime-{self.device}"
 
     @property
     def threshold_db(self) -> float:
@@ -197,37 +204,25 @@ def make_check_inputs(
 
 
 # ----------------------------------------------------------------------------------------
-# Runners
+# Running
 # ----------------------------------------------------------------------------------------
 
 
-class OnnxRunner:
-    """An ONNX Runtime session on the CPU provider that enforces the engan input contract."""
+def runtime_runner(path: str | os.PathLike, backend: str = "ort", device: str = "cpu") -> Runner:
+    """The :mod:`engan.runtime` backend that runs ``path``: export builds its runners only here.
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        import onnxruntime as ort
+    Args:
+        path: an exported artefact.
+        backend: ``ort`` or ``trt`` (a name of :data:`engan.runtime.select.BACKENDS`).
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+    """
+    from engan.runtime.select import backend_class
 
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
-        self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Enhance a float32 N x 3 x H x W batch; raises ``ValueError`` on a contract breach."""
-        validate_input(x)
-        return self.session.run(["output"], {"input": x})[0]
+    return backend_class(backend)(Path(path), device=device)
 
 
-def make_runner(artefact: Artefact) -> Runner:
-    """ONNX Runtime CPU for ``.onnx`` files, TensorRT for engines."""
-    if artefact.kind == "engine":
-        from engan.export.tensorrt import EngineRunner
-
-        return EngineRunner(artefact.path)
-    return OnnxRunner(artefact.path)
+def _runner_for(artefact: Artefact) -> Runner:
+    return runtime_runner(artefact.path, artefact.backend, artefact.device)
 
 
 def reference_outputs(
@@ -249,7 +244,7 @@ def check_parity(
     artefacts: list[Artefact],
     inputs: dict[tuple[int, int], np.ndarray],
     image: str = "a generated image",
-    runner_factory: Callable[[Artefact], Runner] = make_runner,
+    runner_factory: Callable[[Artefact], Runner] = _runner_for,
     log: Callable[[str], None] | None = None,
 ) -> ParityReport:
     """Compare every artefact with the eager model at every input size.
@@ -259,21 +254,30 @@ def check_parity(
         artefacts: files to verify.
         inputs: {HxW: 1 x 3 x H x W float32} from :func:`make_check_inputs`.
         image: description printed above the table.
-        runner_factory: builds a runner per artefact (tests swap it).
+        runner_factory: builds a runner per artefact (default: :func:`runtime_runner`).
         log: optional per-artefact progress callback.
 
     Returns:
         The report (never raises on a failed threshold; callers decide).
+
+    Raises:
+        ValueError: an input breaks the engan contract (see :func:`validate_input`).
     """
+    for x in inputs.values():
+        validate_input(x)
     refs = reference_outputs(model, inputs)
     report = ParityReport(image=image)
     for art in artefacts:
         if log is not None:
-            log(f"  checking {art.label} ({art.backend})")
+            log(f"  checking {art.label} ({art.backend_label})")
         runner = runner_factory(art)
-        for hw, x in inputs.items():
-            if art.sizes is not None and hw not in art.sizes:
-                continue
-            stats = compare(refs[hw], runner.run(x))
-            report.rows.append(ParityRow(art.label, art.backend, hw, stats.max_abs, stats.psnr_db, art.threshold_db))
+        try:
+            for hw, x in inputs.items():
+                if art.sizes is not None and hw not in art.sizes:
+                    continue
+                stats = compare(refs[hw], runner.run(x))
+                report.rows.append(ParityRow(art.label, art.backend_label, hw, stats.max_abs, stats.psnr_db,
+                                             art.threshold_db))
+        finally:
+            runner.close()
     return report

@@ -93,7 +93,7 @@ def test_run_eval_and_report_files(tmp_path, paired, unpaired, tiny_checkpoint):
     assert set(data) >= {"config", "methods", "notes", "sets", "environment", "grids", "wall_s"}
     labels = [m["label"] for m in data["methods"]]
     assert labels[0] == INPUT_LABEL and labels[1].startswith("EnlightenGAN (ours: ")
-    assert data["methods"][1]["preset"] == "tiny" and data["methods"][1]["backend"].startswith("torch")
+    assert data["methods"][1]["preset"] == "tiny" and data["methods"][1]["backend"] == "engan.runtime torch (cpu, fp32)"
     assert data["notes"] == [f"Zero-DCE left out: Zero-DCE weights not found at {tmp_path}/no-peers/zero_dce/Epoch99.pth "
                              "(pass --peers-dir to the folder that holds zero_dce/Epoch99.pth)"]
     paired_set, unpaired_set = data["sets"]
@@ -138,16 +138,27 @@ def test_onnx_model_scores_like_its_checkpoint(paired, tiny_checkpoint, tiny_onn
     assert onnx_res["ssim"] == pytest.approx(torch_res["ssim"], abs=0.002)
 
 
-def test_onnx_through_the_runtime_and_plain_ort_agree(paired, tiny_onnx):
-    from engan.eval.enhancers import ort_session_enhance_fn
+def test_checkpoint_and_onnx_both_run_through_the_runtime(paired, tiny_checkpoint, tiny_onnx, monkeypatch):
+    """No private runner: a checkpoint runs on the runtime's torch backend (fp32, CPU), an .onnx on the backend
+    asked for, both whole and on the file as given; their pixels agree within one level, padded or not."""
+    from engan.runtime import Enhancer
 
-    via_runtime = make_enhance_fn(tiny_onnx)  # engan.runtime.Enhancer, auto backend
-    assert via_runtime.info["backend"].startswith("engan.runtime") and len(via_runtime.info["sha256"]) == 64
-    plain, info = ort_session_enhance_fn(tiny_onnx)
-    assert info["preset"] == "tiny"
+    real_load, calls = Enhancer.load.__func__, []
+
+    def spy(cls, model=None, **kw):
+        calls.append((Path(model).name, kw["backend"], kw["device"], kw["max_pixels"], kw["cpu_int8"]))
+        return real_load(cls, model, **kw)
+
+    monkeypatch.setattr(Enhancer, "load", classmethod(spy))
+    ckpt, onnx = make_enhance_fn(tiny_checkpoint), make_enhance_fn(tiny_onnx)
+    assert calls == [(tiny_checkpoint.name, "torch", "cpu", 0, False), (tiny_onnx.name, "auto", "auto", 0, False)]
+    assert ckpt.info["backend"] == "engan.runtime torch (cpu, fp32)" and ckpt.info["path"] == str(tiny_checkpoint)
+    assert onnx.info["backend"].startswith("engan.runtime onnxruntime (")
+    assert ckpt.info["preset"] == onnx.info["preset"] == "tiny"
+    assert len(ckpt.info["sha256"]) == len(onnx.info["sha256"]) == 64
     img = np.asarray(Image.open(paired / "low" / "1.png"))  # 48x64: no padding; and a 45x61 crop: padded
     for x in (img, img[:45, :61]):
-        a, b = via_runtime.fn(x), plain(x)
+        a, b = ckpt.fn(x), onnx.fn(x)
         assert a.shape == x.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 

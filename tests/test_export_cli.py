@@ -48,9 +48,9 @@ def test_export_fp16_triton_writes_everything_and_explains_the_engine(tmp_path, 
 def test_failing_parity_exits_1_names_the_artefact_and_keeps_files(monkeypatch, tmp_path, tiny_checkpoint):
     import numpy as np
 
-    from engan.export.verify import OnnxRunner
+    from engan.runtime.backends.ort import OrtBackend
 
-    real_run = OnnxRunner.run
+    real_run = OrtBackend.run  # the parity check runs every .onnx through the runtime's backend
 
     def drifted_fp16(self, x):  # an FP16 graph that went wrong: ~26 dB
         y = real_run(self, x)
@@ -58,7 +58,7 @@ def test_failing_parity_exits_1_names_the_artefact_and_keeps_files(monkeypatch, 
             y = y + np.random.default_rng(0).normal(0, 0.05, y.shape).astype(np.float32)
         return y
 
-    monkeypatch.setattr(OnnxRunner, "run", drifted_fp16)
+    monkeypatch.setattr(OrtBackend, "run", drifted_fp16)
     out = tmp_path / "bad"
     res = _run(["--checkpoint", str(tiny_checkpoint), "--fp16", "--out", str(out),
                 "--check-size", "32x32", "--check-size", "32x48"])

@@ -16,10 +16,10 @@ ort = pytest.importorskip("onnxruntime")
 from engan.export.api import ExportConfig, ExportError, export_model, model_name_for, resolve_source  # noqa: E402
 from engan.export.verify import (  # noqa: E402
     Artefact,
-    OnnxRunner,
     check_parity,
     generated_image,
     make_check_inputs,
+    runtime_runner,
 )
 from engan.models.checkpoint import file_sha256, load_generator  # noqa: E402
 from engan.runtime.meta import ArtefactMeta  # noqa: E402
@@ -108,17 +108,21 @@ def test_metadata_round_trips_through_onnxruntime(exported, tiny_checkpoint, tin
 def test_non_multiple_of_16_is_refused_clearly(exported, tiny_model):
     result, _ = exported
     bad = np.zeros((1, 3, 40, 56), np.float32)
+    art = [Artefact(result.onnx, "fp32")]
     with pytest.raises(ValueError) as e:
-        OnnxRunner(result.onnx).run(bad)
+        check_parity(tiny_model, art, {(40, 56): bad})
     assert str(e.value).startswith(
         "input is 40x56 (HxW); both sides must be multiples of 16. Pad first (centred reflect padding up to 48x64"
     )
     with pytest.raises(ValueError, match=r"generator input is 40x56 \(HxW\); both sides must be multiples of 16"):
         tiny_model(torch.from_numpy(bad))
     with pytest.raises(ValueError, match=r"expects float32 RGB in \[0, 1\], got dtype uint8"):
-        OnnxRunner(result.onnx).run(np.zeros((1, 3, 32, 32), np.uint8))
+        check_parity(tiny_model, art, {(32, 32): np.zeros((1, 3, 32, 32), np.uint8)})
     with pytest.raises(ValueError, match=r"expects an RGB batch N x 3 x H x W, got shape \(32, 32, 3\)"):
-        OnnxRunner(result.onnx).run(np.zeros((32, 32, 3), np.float32))
+        check_parity(tiny_model, art, {(32, 32): np.zeros((32, 32, 3), np.float32)})
+    with runtime_runner(result.onnx) as runner:  # the runtime backend refuses it on its own too
+        with pytest.raises(ValueError, match=r"input 40x56 is not a multiple of 16"):
+            runner.run(bad)
 
 
 def test_export_reports_parity_at_two_sizes_and_status_lines(exported):
@@ -219,27 +223,26 @@ def test_quantizer_errors_become_export_errors(monkeypatch, tmp_path):
         _int8_quantizer(ExportConfig(int8=True, calib=str(tmp_path / "nope")))
 
 
-def test_no_checkpoint_and_no_shipped_model(monkeypatch):
-    import engan.runtime as rt
+def test_no_checkpoint_and_no_shipped_model(monkeypatch, tmp_path):
+    import engan.runtime.shipped as shipped
 
-    class ModelNotShippedError(FileNotFoundError):
-        pass
-
-    def default_model_path(kind="onnx"):
-        raise ModelNotShippedError("no model ships with engan 0.1.0 yet")
-
-    fake = types.SimpleNamespace(default_model_path=default_model_path, ModelNotShippedError=ModelNotShippedError)
-    monkeypatch.setattr(rt, "shipped", fake, raising=False)
-    with pytest.raises(ExportError) as e:
-        resolve_source(None)
-    assert str(e.value) == (
-        "no --checkpoint given and no shipped model is available (no model ships with engan 0.1.0 yet); "
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "empty")
+    with pytest.raises(shipped.ModelNotShippedError) as e:
+        resolve_source(None)  # one line over the checkpoint and shipped-model resolvers
+    with pytest.raises(ExportError) as err:
+        export_model(ExportConfig(out=str(tmp_path / "o")), log=lambda s: None)
+    assert str(err.value) == (
+        f"no --checkpoint given and no shipped model is available ({e.value}); "
         "pass --checkpoint RUN_DIR (written by `engan train`) or --checkpoint FILE.safetensors"
     )
-    monkeypatch.delattr(rt, "shipped")
-    monkeypatch.setitem(sys.modules, "engan.runtime.shipped", None)
-    with pytest.raises(ExportError, match=r"^no --checkpoint given and this engan install ships no model yet: pass"):
-        resolve_source(None)
+    assert str(e.value).startswith("no model ships with this build yet")
+    assert not (tmp_path / "o").exists()
+
+
+def test_no_checkpoint_exports_the_shipped_weights():
+    from engan.runtime.shipped import default_model_path
+
+    assert resolve_source(None) == default_model_path("safetensors")
 
 
 def test_model_name_and_default_out(tmp_path):

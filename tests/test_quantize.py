@@ -1,4 +1,4 @@
-"""INT8 static quantization (engan.export.quantize) on the tiny generator."""
+"""INT8 static quantization (engan.export.quantize, .calibration, .graph_rewrites) on the tiny generator."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,14 +12,9 @@ from conftest import make_image
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from engan.export.quantize import (  # noqa: E402
-    DEFAULT_CONFIG,
-    QuantizeError,
-    batchnorm_to_depthwise_conv,
-    find_roles,
-    load_calibration_batches,
-    quantize_int8,
-)
+from engan.export.calibration import CalibrationError, load_calibration_batches  # noqa: E402
+from engan.export.graph_rewrites import batchnorm_to_depthwise_conv, find_roles  # noqa: E402
+from engan.export.quantize import DEFAULT_CONFIG, QuantizeError, quantize_int8  # noqa: E402
 from engan.runtime.meta import ArtefactMeta  # noqa: E402
 
 #: Small calibration crops keep the test fast; the recipe is otherwise the default one.
@@ -154,12 +149,14 @@ def test_calibration_batches(calib_dir: Path, monkeypatch: pytest.MonkeyPatch) -
     assert len(batches) == 2 and source.startswith("2 images from")
     assert all(b.shape == (1, 3, 32, 48) and b.dtype == np.float32 for b in batches)
     assert all(0.0 <= b.min() and b.max() <= 1.0 for b in batches)
-    monkeypatch.setattr("engan.export.quantize.default_calib_dir", lambda: None)
+    monkeypatch.setattr("engan.export.calibration.default_calib_dir", lambda: None)
     generated, source = load_calibration_batches(None, 3, (32, 32))
     assert len(generated) == 3 and "generated dark images" in source
     assert all(b.shape == (1, 3, 32, 32) and 0.0 < b.mean() < 0.5 for b in generated)
-    with pytest.raises(QuantizeError, match="multiples of 16"):
+    with pytest.raises(CalibrationError, match="multiples of 16"):
         load_calibration_batches(calib_dir, 1, (30, 48))
+    with pytest.raises(CalibrationError, match=f"calibration folder {calib_dir / 'nope'} does not exist"):
+        load_calibration_batches(calib_dir / "nope", 1, (32, 32))
 
 
 @pytest.mark.parametrize("denoise", ["off", "full"])

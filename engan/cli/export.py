@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from engan.export.formats import THRESHOLDS_DB
 from engan.export.profile import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_HW,
@@ -17,6 +18,12 @@ from engan.export.profile import (
     format_hw,
     parse_hw,
 )
+
+
+def _thresholds() -> str:
+    """``FP32 < 50 dB, FP16 < 35 dB or INT8 < 30 dB``: when the parity check fails an artefact."""
+    parts = [f"{precision.upper()} < {db:g} dB" for precision, db in THRESHOLDS_DB.items()]
+    return ", ".join(parts[:-1]) + f" or {parts[-1]}"
 
 
 def _hw_option(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:
@@ -78,7 +85,7 @@ def _hw_sizes_option(ctx: click.Context, param: click.Parameter, values: tuple[s
                    "1/model.onnx (+ 1/model.plan when an engine was built).")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="After writing, compare every artefact with the eager PyTorch model at the --check-size sizes "
-                   "(max |Δ| and PSNR in dB); fail, keeping the files, when FP32 < 50 dB, FP16 < 35 dB or INT8 < 30 dB.")
+                   f"(max |Δ| and PSNR in dB); fail, keeping the files, when {_thresholds()}.")
 @click.option("--check-size", "check_sizes", multiple=True, callback=_hw_sizes_option, metavar="HxW",
               help="A size (multiple of 16) of the parity check; repeat for several. "
                    "Default: 256x256 and 400x608.")

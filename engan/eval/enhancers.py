@@ -1,15 +1,16 @@
 """Turn "the model to score" into ``enhance(uint8 HxWx3 RGB) -> uint8 HxWx3 RGB``.
 
-* ``.safetensors`` file or ``engan train`` run folder: eager torch (``load_generator`` +
-  ``enhance_tensor``: centred reflect padding to 16 and crop back), ``eval()``, no_grad,
-  torch threads = physical cores.
-* ``.onnx``: ``engan.runtime.Enhancer.load(path, backend=...)``; when that runtime is not
-  importable, a plain ONNX Runtime session with the same centred reflect padding.
+Every model runs through ``engan.runtime.Enhancer`` (the code users run), whole (no
+tiling), on the file as given (no INT8 substitution):
+
+* ``.safetensors`` file or ``engan train`` run folder: the runtime's eager PyTorch backend,
+  FP32 on the CPU, torch threads = physical cores.
+* ``.onnx`` / ``.engine``: the backend ``--backend`` names (``auto``: the runtime's choice).
 * nothing / ``default`` / ``shipped`` / another shipped name: the model that ships in the
   package (``engan.runtime.shipped``).
 
-Every output is rounded to uint8 (round half to even of ``x * 255`` after clipping to
-[0, 1]), which is what the metrics are computed on.
+The runtime pads to 16 (centred reflect), crops back and rounds to uint8 (round half to
+even of ``x * 255`` after clipping to [0, 1]), which is what the metrics are computed on.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from engan.runtime.backends.ort import physical_cores
 
 EnhanceFn = Callable[[np.ndarray], np.ndarray]
 
@@ -45,137 +48,27 @@ class Method:
         return self.fn(img)
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def identity_fn(img: np.ndarray) -> np.ndarray:
     """The input-as-output baseline."""
     return img
 
 
-def physical_cores() -> int:
-    """Physical CPU cores (Linux /proc/cpuinfo), else the logical count."""
-    try:
-        cores = set()
-        phys = core = None
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("physical id"):
-                    phys = line.split(":")[1].strip()
-                elif line.startswith("core id"):
-                    core = line.split(":")[1].strip()
-                elif not line.strip():
-                    if core is not None:
-                        cores.add((phys, core))
-                    phys = core = None
-        if core is not None:
-            cores.add((phys, core))
-        if cores:
-            return len(cores)
-    except OSError:
-        pass
-    return os.cpu_count() or 1
-
-
-def torch_enhance_fn(model_path: str | os.PathLike, fade: tuple[float, float] | None = None) -> tuple[EnhanceFn, dict[str, Any]]:
-    """Eager torch enhance function for a safetensors generator or run folder (``fade``: as the runtime's)."""
-    import torch
-
-    from engan.models import count_parameters, enhance_tensor
-    from engan.models.checkpoint import CheckpointError, file_sha256, load_generator, read_metadata, resolve_checkpoint
-    from engan.runtime.prepost import fade_bright
-
-    try:
-        path = resolve_checkpoint(model_path)
-        g = load_generator(path).eval()
-        meta = read_metadata(path)
-    except CheckpointError as e:
-        raise ModelLoadError(str(e)) from None
-    torch.set_num_threads(physical_cores())
-
-    @torch.no_grad()
-    def enhance(img: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(img[..., :3])).permute(2, 0, 1)[None].float().div_(255.0)
-        y = enhance_tensor(g, x).clamp_(0, 1)
-        if fade is not None:
-            y = torch.from_numpy(fade_bright(x.numpy(), y.numpy(), fade))
-        return y[0].mul_(255.0).round_().permute(1, 2, 0).to(torch.uint8).numpy()
-
-    info = {
-        "path": str(path), "backend": "torch (eager, fp32)", "preset": meta.get("engan.preset", "?"),
-        "params": int(count_parameters(g)),
-        "sha256": file_sha256(path), "threads": torch.get_num_threads(),
-        "metadata": {k: v for k, v in meta.items() if k.startswith("engan.")},
-    }
-    return enhance, info
-
-
-def _pad_reflect(x: np.ndarray, multiple: int = 16) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """Centred reflect padding of an NCHW array to a multiple (replicate when too small), like engan.models.pad_to_multiple."""
-    h, w = x.shape[-2:]
-    dh, dw = (-h) % multiple, (-w) % multiple
-    t, l = dh // 2, dw // 2
-    b, r = dh - t, dw - l
-    if not (dh or dw):
-        return x, (0, 0, 0, 0)
-    mode = "reflect" if (t < h and b < h and l < w and r < w) else "edge"
-    return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), mode=mode), (t, b, l, r)
-
-
-def ort_session_enhance_fn(onnx_path: str | os.PathLike) -> tuple[EnhanceFn, dict[str, Any]]:
-    """Plain ONNX Runtime enhance function (CPU provider unless a GPU provider is available)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = physical_cores()
-    providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
-    try:
-        sess = ort.InferenceSession(str(onnx_path), opts, providers=providers)
-    except Exception as e:  # noqa: BLE001 - onnxruntime raises several unrelated types
-        raise ModelLoadError(f"{onnx_path} could not be loaded by ONNX Runtime ({e}); re-export it with `engan export`") from None
-    in_name, out_name = sess.get_inputs()[0].name, sess.get_outputs()[0].name
-
-    def enhance(img: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(img[..., :3].transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
-        xp, (t, b, l, r) = _pad_reflect(x)
-        y = sess.run([out_name], {in_name: xp})[0]
-        y = y[..., t : y.shape[-2] - b, l : y.shape[-1] - r][0]
-        return np.clip(np.rint(np.clip(y, 0, 1) * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
-
-    props = sess.get_modelmeta().custom_metadata_map
-    info = {"path": str(onnx_path), "backend": f"onnxruntime {ort.__version__} ({sess.get_providers()[0]})",
-            "preset": props.get("engan.preset", "?"), "metadata": dict(props)}
-    return enhance, info
-
-
 def runtime_enhance_fn(model: str | os.PathLike | None, backend: str = "auto",
-                       fade: tuple[float, float] | None = None) -> tuple[EnhanceFn, dict[str, Any]]:
-    """Enhance function through ``engan.runtime.Enhancer`` (an .onnx/.engine file, a shipped name or None).
+                       fade: tuple[float, float] | None = None, device: str = "auto",
+                       threads: int | None = None) -> tuple[EnhanceFn, dict[str, Any]]:
+    """Enhance function through ``engan.runtime.Enhancer`` (a model file, a shipped name or None).
 
-    Tiling is switched off (``max_pixels=0``) so every image runs whole, like the torch path.
-    When the runtime is not importable, an ``.onnx`` file runs in a plain ONNX Runtime session.
+    Tiling is switched off (``max_pixels=0``) so every image runs whole, and the INT8 copy
+    next to an ``.onnx`` is not substituted (``cpu_int8=False``): the file given is scored.
     """
+    from engan.models.checkpoint import file_sha256
+    from engan.runtime import Enhancer
+    from engan.runtime import ModelLoadError as RuntimeModelLoadError
+
     try:
-        from engan.runtime.enhancer import Enhancer
-    except ImportError:
-        if model is not None and Path(model).suffix.lower() == ".onnx" and backend in ("auto", "ort") and fade is None:
-            return ort_session_enhance_fn(model)
-        raise ModelLoadError(
-            "engan.runtime.Enhancer is not available in this install; pass --model FILE.onnx with --backend ort, "
-            "or a .safetensors generator / run folder"
-        ) from None
-    try:
-        enh = Enhancer.load(model, backend=backend, max_pixels=0, cpu_int8=False, fade=fade)  # the file as given
-    except FileNotFoundError as e:  # includes ModelNotShippedError
+        enh = Enhancer.load(model, backend=backend, device=device, threads=threads, max_pixels=0, cpu_int8=False,
+                            fade=fade)
+    except (FileNotFoundError, RuntimeModelLoadError) as e:  # not shipped, missing, corrupt: the message names it
         raise ModelLoadError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - surface any runtime failure with the model named
         raise ModelLoadError(f"{model or 'the shipped model'} could not be loaded with backend {backend!r}: {e}") from None
@@ -190,7 +83,7 @@ def runtime_enhance_fn(model: str | os.PathLike | None, backend: str = "auto",
         "runtime_reason": ei.get("reason"),
     }
     if info["path"] and Path(info["path"]).is_file():
-        info["sha256"] = sha256_of(info["path"])
+        info["sha256"] = file_sha256(info["path"])
     return enhance, info
 
 
@@ -216,8 +109,8 @@ def make_enhance_fn(model: str | os.PathLike | None = None, backend: str = "auto
     """Resolve a model argument to the method ("ours") the evaluation scores.
 
     Args:
-        model: ``.safetensors`` file or run folder (eager torch, fp32); ``.onnx``/``.engine``
-            (``engan.runtime.Enhancer``); a shipped model name; ``None``/``default``/``shipped``
+        model: ``.safetensors`` file or run folder (the runtime's torch backend, fp32 on the
+            CPU); ``.onnx``/``.engine``; a shipped model name; ``None``/``default``/``shipped``
             = the shipped default model.
         backend: ``auto`` | ``ort`` | ``torch``; ``ort`` needs an ONNX model. For the shipped
             model, ``torch`` runs its safetensors twin through the runtime's torch backend.
@@ -242,7 +135,7 @@ def make_enhance_fn(model: str | os.PathLike | None = None, backend: str = "auto
             raise ModelLoadError(f"model file not found: {p}")
         if backend == "ort":
             raise ModelLoadError(f"--backend ort needs an .onnx model; {p} is a torch checkpoint (export it with `engan export`)")
-        fn, info = torch_enhance_fn(p, fade)
+        fn, info = runtime_enhance_fn(p, "torch", fade, device="cpu", threads=physical_cores())
     else:
         if p is not None and p.suffix.lower() == ".onnx" and not p.exists():
             raise ModelLoadError(f"model file not found: {p}")
