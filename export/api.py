@@ -113,9 +113,8 @@ def resolve_source(checkpoint: str | os.PathLike | None) -> Path:
         engan.runtime.ModelNotShippedError: no checkpoint given and no model ships with this install.
     """
     from engan.models.checkpoint import resolve_checkpoint
-    from engan.runtime import resolve_model
 
-    return resolve_checkpoint(checkpoint) if checkpoint is not None else resolve_model(None, backend="torch")
+    return resolve_checkpoint(checkpoint)
 
 
 def model_name_for(checkpoint: Path, file_meta: dict[str, str]) -> str:

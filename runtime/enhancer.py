@@ -41,7 +41,7 @@ import numpy as np
 from engan.runtime import prepost
 from engan.runtime.backends.base import Backend, ModelLoadError
 from engan.runtime.select import Selection, backend_class, canonical_backend, model_kind, select_backend
-from engan.runtime.shipped import default_model_path, list_shipped, shipped_model_path
+from engan.runtime.resolve import resolve_model_source
 
 ImageLike = Any  # numpy array or PIL.Image.Image
 Restore = Callable[[np.ndarray], Any]
@@ -54,29 +54,13 @@ _I16_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
 
 
 def resolve_model(model: str | os.PathLike | None, backend: str = "auto") -> Path:
-    """Map ``model`` (a path, a shipped model name or None) to a file or run folder.
+    """Map ``model`` (a path, a shipped model name or None) to a file or run folder for ``backend``.
 
     Raises:
         ModelNotShippedError: ``None`` or a shipped name while no such model ships.
         FileNotFoundError: a path that does not exist (the message says what to pass).
     """
-    kind = "safetensors" if canonical_backend(backend) == "torch" else "onnx"
-    if model is None:
-        return default_model_path(kind)
-    p = Path(model).expanduser()
-    if p.exists():
-        return p
-    text = str(model)
-    looks_like_name = os.sep not in text and "/" not in text and p.suffix.lower() not in (
-        ".onnx", ".engine", ".plan", ".safetensors",
-    )
-    if looks_like_name:
-        return shipped_model_path(text, kind)
-    shipped = list_shipped(kind)
-    raise FileNotFoundError(
-        f"model not found: {p}; pass an existing .onnx (from `engan export`), .engine/.plan, .safetensors file or "
-        f"run folder, or a shipped model name ({', '.join(shipped) if shipped else 'none ships with this build yet'})"
-    )
+    return resolve_model_source(model, "safetensors" if canonical_backend(backend) == "torch" else "onnx")
 
 
 def _check_tiling(max_pixels: int | None, tile: int | None, overlap: int) -> None:

@@ -252,7 +252,7 @@ def test_torch_backend_errors(tmp_path, tiny_checkpoint):
 
     with pytest.raises(BackendError, match="fp16 eager PyTorch runs only on CUDA"):
         TorchBackend(tiny_checkpoint, device="cpu", precision="fp16")
-    with pytest.raises(ModelLoadError, match=f"checkpoint not found: {tmp_path / 'x.safetensors'}"):
+    with pytest.raises(ModelLoadError, match=f"model not found: {tmp_path / 'x.safetensors'}; pass an existing"):
         TorchBackend(tmp_path / "x.safetensors", device="cpu")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x05\0\0\0\0\0\0\0{}")

@@ -33,8 +33,8 @@ def test_missing_checkpoint(tmp_path):
     missing = tmp_path / "runs" / "nope.safetensors"
     r = export("--checkpoint", missing, "--out", tmp_path / "o")
     assert r.exit_code == 1
-    assert r.output == (f"Error: checkpoint not found: {missing}; pass a run folder written by `engan train` or a "
-                        ".safetensors generator file\n")
+    assert r.output == (f"Error: model not found: {missing}; pass an existing .onnx (from `engan export`), "
+                        ".engine/.plan, .safetensors file or run folder, or a shipped model name (engan-lite)\n")
     assert not (tmp_path / "o").exists()
 
 

@@ -222,7 +222,8 @@ def test_cli_train_then_resume_and_errors(data_dirs, tmp_path):
     assert terms["exposure"] == {"weight": 3.0, "level": 0.4}
     assert terms["identity"] == {"weight": 2.0} and saved["train"]["amp"] is False
     assert terms["highlight"]["weight"] == 4.0 and terms["order"] == {"weight": 1.5, "slope": 0.6}
-    assert terms["adversarial"] == {"weight": 1.0} and terms["consistency"] == {"weight": 0.0, "coarse": 4}
+    assert terms["adversarial"] == {"weight": 1.0}
+    assert terms["consistency"] == {"weight": 0.0, "coarse": 4, "teacher": "", "anchor": 1.0}
     assert (saved["data"]["darken_min"], saved["data"]["darken_max"], saved["data"]["darken_prob"]) == (0.5, 4.0, 0.7)
     assert load_latest(out).step == 2
     r = CliRunner().invoke(train_cmd, ["--out", str(out), "--resume", "--set", "data.darken_min=3",
@@ -376,7 +377,7 @@ def _resume_with(data_dirs, out, **terms):
                                         ("order", {"weight": 3.0, "slope": 0.7}),
                                         ("identity", {"weight": 5.0}),
                                         ("highlight", {"weight": 5.0, "threshold": 0.35, "ramp": 0.1}),
-                                        ("consistency", {"weight": 4.0, "coarse": 4})])
+                                        ("consistency", {"weight": 4.0, "coarse": 4, "teacher": "", "anchor": 1.0})])
 def test_optional_terms_add_to_the_generator_loss_and_can_be_switched_on_at_resume(data_dirs, tmp_path, key, entry):
     last, saved = _resume_with(data_dirs, tmp_path / "run", **{key: entry})
     assert last[key] > 0 if key != "highlight" else last[key] >= 0  # random tiny G: bright pixels may not rise
@@ -458,7 +459,29 @@ def test_cli_pretrained_takes_the_files_architecture_and_names_bad_values(tmp_pa
     r = CliRunner().invoke(train_cmd, [*tiny_train_args(tmp_path / "data", tmp_path / "run2"), "--pretrained", str(src)])
     assert r.exit_code == 1 and "head curve-residual in the file, residual in this run" in r.output
     r = CliRunner().invoke(train_cmd, [*args, "--pretrained", str(tmp_path / "missing.safetensors")])
-    assert r.exit_code == 2 and "missing.safetensors is not an existing generator file or run folder" in r.output
+    assert r.exit_code == 2 and "model not found: " in r.output and "missing.safetensors; pass an existing" in r.output
+    r = CliRunner().invoke(train_cmd, [*args, "--pretrained", "engan-nope"])
+    assert r.exit_code == 2 and "'engan-nope' is not a shipped model" in " ".join(r.output.split())
     r = CliRunner().invoke(train_cmd, [*args, "--pretrained", str(tmp_path / "data")])
     assert r.exit_code == 2 and "is a folder without generator.safetensors" in r.output
     assert "--pretrained PATH|NAME" in CliRunner().invoke(train_cmd, ["--help"]).output
+
+
+def test_a_teacher_fine_tune_trains_only_the_generator_with_frozen_batchnorm(data_dirs, tmp_path, tiny_checkpoint):
+    """consistency with a frozen teacher, the GAN terms off: no discriminator step, BN statistics kept."""
+    cfg = tiny_config(data_dirs, steps=2, pretrained=str(tiny_checkpoint), freeze_bn=True)
+    cfg = dataclasses.replace(cfg, loss=LossConfig(terms={
+        "adversarial": {"weight": 0}, "sfp": {"weight": 0},
+        "consistency": {"weight": 1.0, "teacher": str(tiny_checkpoint), "anchor": 0.5}}))
+    t = Trainer(cfg, tmp_path / "ft", progress=False)
+    d_before = {k: v.clone() for k, v in t.D_A.state_dict().items()}
+    bn_before = t.G.bn1_1.running_mean.clone()
+    teacher = t.term_states["consistency"]
+    assert not any(p.requires_grad for p in teacher.parameters())
+    last = t.fit()
+    assert set(last) == {"g_total", "consistency", "lr", "sec_per_step"}  # no d_global/d_local: D not trained
+    assert all(torch.equal(v, t.D_A.state_dict()[k]) for k, v in d_before.items())
+    assert torch.equal(t.G.bn1_1.running_mean, bn_before)  # frozen BatchNorm
+    start = load_generator(tiny_checkpoint)
+    assert not torch.equal(t.G.conv1_1.weight, start.conv1_1.weight)  # the generator learned
+    assert torch.equal(teacher.conv1_1.weight, start.conv1_1.weight)  # the teacher did not

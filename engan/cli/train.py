@@ -55,21 +55,9 @@ def pretrained_model(value: str):
     """
     from engan.config import ModelConfig, preset_for_width
     from engan.models.checkpoint import CheckpointError, generator_config_from_metadata, read_metadata, resolve_checkpoint
-    from engan.runtime.shipped import list_shipped, shipped_model_path
 
-    given = Path(value).expanduser()
-    shipped = list_shipped("safetensors")
     try:
-        if given.exists():
-            path = resolve_checkpoint(given).resolve()
-        elif value in shipped:
-            path = shipped_model_path(value, "safetensors")
-        else:
-            raise CheckpointError(
-                f"{value} is not an existing generator file or run folder, nor a shipped model "
-                f"({', '.join(shipped) if shipped else 'none ships with this build'}); pass RUN_DIR/generator.safetensors, "
-                "a snapshot, a run folder or a shipped name"
-            )
+        path = resolve_checkpoint(value).resolve()
         meta = read_metadata(path)
         gen = generator_config_from_metadata(meta)
     except CheckpointError as e:

@@ -75,9 +75,8 @@ def frozen_teacher(source: str) -> torch.nn.Module:
     """The generator ``source`` names, frozen: no gradients, BatchNorm on its running statistics, and the
     training-mode output (no shoulder or clamp), so it is compared with the student's like for like."""
     from engan.models.checkpoint import freeze_batchnorm, load_generator
-    from engan.runtime.resolve import resolve_model_source
 
-    teacher = load_generator(resolve_model_source(source, "safetensors"))
+    teacher = load_generator(source)  # a file, run folder or shipped name (resolve_checkpoint)
     for p in teacher.parameters():
         p.requires_grad_(False)
     return freeze_batchnorm(teacher.train())

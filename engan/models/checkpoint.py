@@ -47,9 +47,22 @@ class CheckpointError(RuntimeError):
     """A weights file is missing, corrupt or of another model; the message says what to do."""
 
 
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """Map a run folder or a weights file to the generator safetensors file."""
-    p = Path(path)
+def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
+    """Map a run folder, a weights file or a shipped model name (None: the shipped default) to the generator
+    safetensors file (:func:`engan.runtime.resolve.resolve_model_source`, then a run folder's generator).
+
+    Raises:
+        CheckpointError: nothing usable at ``path`` (the message says what to pass).
+        engan.runtime.shipped.ModelNotShippedError: ``path`` is None and no model ships (the caller says what to pass).
+    """
+    from engan.runtime.resolve import resolve_model_source
+
+    try:
+        p = resolve_model_source(path, "safetensors")
+    except FileNotFoundError as e:  # ModelNotShippedError too
+        if path is None:
+            raise
+        raise CheckpointError(str(e)) from None
     if p.is_dir():
         f = p / GENERATOR_FILE
         if not f.is_file():
@@ -58,10 +71,6 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
                 "`engan train` or a .safetensors generator file"
             )
         return f
-    if not p.exists():
-        raise CheckpointError(
-            f"checkpoint not found: {p}; pass a run folder written by `engan train` or a .safetensors generator file"
-        )
     return p
 
 
