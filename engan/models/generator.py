@@ -87,9 +87,10 @@ class GainRefiner(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Hidden layers N(0, 0.02) as the rest of the generator; the last layer 0, so the stage starts as identity."""
+        """Hidden layers He-initialised for LeakyReLU(0.2) (no BatchNorm here to rescale them, unlike the U-Net's
+        N(0, 0.02)); the last layer 0, so the stage starts as the identity and learns from the first step."""
         for conv in (self.conv1, self.conv2, self.conv3):
-            nn.init.normal_(conv.weight, 0.0, 0.02)
+            nn.init.kaiming_normal_(conv.weight, a=0.2, nonlinearity="leaky_relu")
             nn.init.zeros_(conv.bias)
         nn.init.zeros_(self.conv4.weight)
         nn.init.zeros_(self.conv4.bias)
