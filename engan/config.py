@@ -63,6 +63,7 @@ class GeneratorConfig:
             a small network at half resolution that removes what the enhancement amplified
             (noise, JPEG blocks), told the local gain (:class:`engan.models.generator.GainRefiner`);
             trained by the ``consistency`` loss term; in every exported graph.
+        refine_width: channels of the refine stage's hidden layers.
     """
 
     base_width: int = 32
@@ -72,8 +73,11 @@ class GeneratorConfig:
     knee: float = 1.0
     denoise: str = "off"
     refine: str = "off"
+    refine_width: int = 32
 
     def __post_init__(self) -> None:
+        if not 8 <= int(self.refine_width) <= 256:
+            raise ValueError(f"refine_width must be 8..256, got {self.refine_width}")
         if self.refine not in REFINE_MODES:
             raise ValueError(f"unknown refine mode {self.refine!r}; choose one of: {', '.join(REFINE_MODES)}")
         if not 0.5 <= float(self.knee) <= 1.0:
@@ -197,6 +201,8 @@ class DataConfig:
     darken_prob: float = 0.5  # authors' "vary" augmentation
     darken_min: float = 2.0
     darken_max: float = 4.0
+    #: round the generator input to 8 bits after darkening, as real dark photos are (not in the paper)
+    quantize: bool = False
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
     workers: int = 0
 
@@ -231,6 +237,9 @@ class TrainConfig:
     #: keep the generator's BatchNorm on its running statistics (a fine-tune of a trained generator: training
     #: then computes exactly what inference does, whatever else shares the batch)
     freeze_bn: bool = False
+    #: train only the generator parameters whose names start with this ("refiner." for the refine stage);
+    #: "" trains them all. The others keep their (pretrained) values.
+    trainable: str = ""
     #: generator weights a new run starts from (a .safetensors generator; "" = random init, the authors');
     #: the discriminators always start fresh, and a resumed run takes everything from its own state
     pretrained: str = ""

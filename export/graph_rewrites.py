@@ -10,7 +10,10 @@
 ``prologue``  the ops before the first convolution (luma/attention map, [-1, 1] scaling)
 ``first_conv`` the first convolution (sees the raw image)
 ``decoder_out`` the full-resolution decoder after the last skip concatenation, up to the head
-``head``      the last full (ungrouped) convolution: the 1x1 conv producing the residual or curve
+``head``      the last full (ungrouped) convolution before a refine stage: the 1x1 conv producing the residual
+              or curve
+``refiner``   the hidden convolutions of a refine stage (``GeneratorConfig.refine``): the convolutions after the
+              last concatenation before a DepthToSpace; its gain, its last convolution and the add back are tail
               strengths (the fixed depthwise convolutions of the ``denoise`` filter come after it)
 ``tail``      everything after the head (residual x attention, skip add, clamp, shoulder, denoise filter)
 ``attention`` the multiplications of two feature maps (features x attention map)
@@ -26,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import onnx
 
 #: Structural roles accepted in ``exclude`` (see the module docstring).
-ROLES = ("prologue", "first_conv", "decoder_out", "head", "tail", "attention", "concat")
+ROLES = ("prologue", "first_conv", "decoder_out", "head", "tail", "attention", "concat", "refiner")
 
 
 def _constants(graph: "onnx.GraphProto") -> dict[str, np.ndarray]:
@@ -248,6 +251,14 @@ def find_roles(model: "onnx.ModelProto") -> dict[str, list[str]]:
         return roles
     full = [i for i in convs if _attr(nodes[i], "group", 1) == 1] or convs
     first, last = convs[0], full[-1]
+    refiner: list[int] = []
+    d2s = [i for i, n in enumerate(nodes) if n.op_type == "DepthToSpace"]
+    joins = [i for i, n in enumerate(nodes) if n.op_type == "Concat" and d2s and i < d2s[-1]]
+    if joins and any(i < joins[-1] for i in full):  # a refine stage: it concatenates its inputs, convolves, shuffles
+        start = joins[-1]
+        last = max(i for i in full if i < start)  # the generator's head comes before it
+        refiner = [i for i in full if start < i < d2s[-1]][:-1]  # its hidden convs; the last one joins the tail
+        roles["refiner"] = [nodes[i].name for i in refiner]
     roles["first_conv"] = [nodes[first].name]
     roles["head"] = [nodes[last].name]
     roles["prologue"] = [n.name for n in nodes[:first] if n.op_type not in ("Constant", "Identity")]
@@ -256,7 +267,8 @@ def find_roles(model: "onnx.ModelProto") -> dict[str, list[str]]:
         roles["decoder_out"] = [n.name for n in nodes[concats[-1] + 1:last] if n.op_type not in ("Constant", "Identity")]
     # the tail: every node after the head (the graph is in execution order): the output head, the shoulder,
     # and the denoise filter, whose noise estimate reads the input itself and must stay float
-    roles["tail"] = [n.name for n in nodes[last + 1:] if n.op_type not in ("Constant", "Identity")]
+    roles["tail"] = [n.name for i, n in enumerate(nodes) if i > last and i not in refiner
+                     and n.op_type not in ("Constant", "Identity")]
     for n in nodes:
         dynamic = [i for i in n.input if i and i not in consts]
         if n.op_type == "Mul" and len(dynamic) == 2:

@@ -31,6 +31,7 @@ def augment_pair(
     darken_min: float = 2.0,
     darken_max: float = 4.0,
     twin: DegradeConfig | None = None,
+    quantize: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Crop, flip and darken one (low, normal) pair.
 
@@ -41,6 +42,7 @@ def augment_pair(
         darken_prob, darken_min, darken_max: "vary" darkening of the generator input.
         twin: ranges of the degraded twin of the generator input (:func:`engan.data.degrade.degrade`);
             None draws nothing, so the stream is the same as without it.
+        quantize: round the generator input to 8 bits (after darkening), as real photos are.
 
     Returns:
         ``(low, low_input, normal, twin)``, 3 x crop x crop float32 arrays in [0, 1];
@@ -68,4 +70,6 @@ def augment_pair(
     else:
         a_in = a
     a_in = a_in.astype(np.float32, copy=False)
+    if quantize:
+        a_in = np.round(a_in * 255.0) / np.float32(255.0)
     return a, a_in, b, (degrade(a_in, rng, twin) if twin is not None else None)

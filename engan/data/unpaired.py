@@ -65,6 +65,7 @@ class UnpairedBatches:
         seed: run seed.
         darken_prob, darken_min, darken_max: the "vary" augmentation.
         twin: ranges of the degraded twin of each generator input; None: no twin.
+        quantize: round each generator input to 8 bits after darkening.
     """
 
     def __init__(
@@ -78,10 +79,11 @@ class UnpairedBatches:
         darken_min: float = 2.0,
         darken_max: float = 4.0,
         twin: DegradeConfig | None = None,
+        quantize: bool = False,
     ) -> None:
         self.low, self.normal = low, normal
         self.crop, self.batch_size, self.seed = int(crop), int(batch), int(seed)
-        self.augment = (float(darken_prob), float(darken_min), float(darken_max), twin)
+        self.augment = (float(darken_prob), float(darken_min), float(darken_max), twin, bool(quantize))
         self.epoch_len = max(len(low), len(normal))
 
     @functools.lru_cache(maxsize=4)  # noqa: B019  (few epochs are live at once)

@@ -144,7 +144,7 @@ class UNetGenerator(nn.Module):
         self.conv9_2 = conv(w1, w1)
         self.conv10 = conv(w1, 6 if self.config.head == "curve-residual" else 3, k=1)
         self.act = act()
-        self.refiner = GainRefiner() if self.config.refine == "gain" else None
+        self.refiner = GainRefiner(self.config.refine_width) if self.config.refine == "gain" else None
         # fixed filters of the denoise step: buffers, not parameters, and not saved (same state dict either way)
         self.register_buffer("window_kernel", gaussian_kernel(), persistent=False)
         self.register_buffer("laplacian_kernel", laplacian_kernel(), persistent=False)

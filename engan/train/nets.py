@@ -83,9 +83,15 @@ def build_nets(cfg: ExperimentConfig, device: torch.device, memory_format: torch
     G.train()
     betas = (tc.beta1, tc.beta2)
     amp = bool(tc.amp and device.type == "cuda")
+    trained = [p for name, p in G.named_parameters() if name.startswith(tc.trainable)]
+    if not trained:
+        raise ValueError(f"train.trainable {tc.trainable!r} names no generator parameter (they start with: "
+                         f"{', '.join(sorted({n.split('.')[0] for n, _ in G.named_parameters()})[:8])}, ...)")
+    for name, p in G.named_parameters():
+        p.requires_grad_(name.startswith(tc.trainable))  # frozen parts need no gradient (and cost no backward)
     return Nets(
         G=G, D_A=D_A, D_P=D_P,
-        opt_g=torch.optim.Adam(G.parameters(), lr=tc.lr, betas=betas),
+        opt_g=torch.optim.Adam(trained, lr=tc.lr, betas=betas),
         opt_da=torch.optim.Adam(D_A.parameters(), lr=tc.lr, betas=betas),
         opt_dp=torch.optim.Adam(D_P.parameters(), lr=tc.lr, betas=betas),
         ema=ModelEMA(G, tc.ema_decay) if tc.ema_decay > 0 else None,

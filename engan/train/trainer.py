@@ -112,7 +112,7 @@ class Trainer:
             normal = load_folder(dc.normal_dir, min_size=dc.crop)
             twin = dc.degrade if "degraded" in needed_passes(terms) else None
             self.data = UnpairedBatches(low, normal, dc.crop, tc.batch, tc.seed,
-                                        dc.darken_prob, dc.darken_min, dc.darken_max, twin)
+                                        dc.darken_prob, dc.darken_min, dc.darken_max, twin, dc.quantize)
             self.sample_x = sample_inputs(low, count=4, size=min(dc.crop, 256))
         terms = self._prepare_terms(terms, normal.images if load_data else None)
 
