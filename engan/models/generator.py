@@ -20,6 +20,8 @@ onto this module (see :mod:`engan.models.checkpoint`).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -68,41 +70,77 @@ def highlight_shoulder(y: torch.Tensor, knee: float) -> torch.Tensor:
     return y * torch.where(m > knee, target / m.clamp(min=1e-6), torch.ones_like(m))
 
 
-class GainRefiner(nn.Module):
-    """Remove what the enhancement amplified (noise, JPEG blocks), knowing by how much it amplified.
+def separable_blur(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """Gaussian blur of each channel of NCHW ``x`` with the 1-D kernel ``taps`` (odd length), borders replicated."""
+    c, r = x.shape[1], taps.numel() // 2
+    k = taps.to(x.dtype)
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
-    ``y + r``, with the residual ``r`` predicted at half resolution from the space-to-depth
-    rearrangement of ``y`` (lossless, so the output keeps full detail; the receptive field
-    doubles for the same cost) and the log2 of the local gain ``luma(y) / luma(x)``: the
-    noise to remove grows with the gain. The last layer starts at zero (identity).
+
+def gaussian_taps(sigma: float) -> torch.Tensor:
+    """A normalised 1-D Gaussian of radius ``ceil(2 sigma)``."""
+    r = max(1, math.ceil(2 * sigma))
+    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    g = torch.exp(-(t**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+class GainRefiner(nn.Module):
+    """Remove what the enhancement amplified (noise, JPEG blocks, colour blotches), knowing by how much.
+
+    A kernel-prediction stage: it can only smooth, never invent. The network (at half
+    resolution, from the space-to-depth rearrangement of ``y`` and the log2 local gain
+    ``luma(y) / luma(x)``) predicts four per-pixel strengths in [0, 1]; the output blends
+    the luma towards its Gaussian blurs (sigma 1, then 2) and the chroma (``y - luma``)
+    towards wider ones (sigma 2, then 4, since colour noise is coarse). Edges and texture
+    keep strength 0 where the network sees signal; flat regions lifted by a high gain get
+    smoothed. Its last layer starts at weight 0, bias -4: a near-identity (strength 0.02)
+    whose bias learns a global strength from the first step.
     """
+
+    #: Gaussian sigmas (px): luma near/wide, chroma near/wide
+    SIGMAS = (1.0, 2.0, 2.0, 4.0)
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(13, width, 3, padding=1)
         self.conv2 = nn.Conv2d(width, width, 3, padding=1)
         self.conv3 = nn.Conv2d(width, width, 3, padding=1)
-        self.conv4 = nn.Conv2d(width, 12, 3, padding=1)
+        self.conv4 = nn.Conv2d(width, 16, 3, padding=1)  # 4 strengths x 4 sub-pixel phases
         self.act = nn.LeakyReLU(0.2, inplace=True)
+        for i, sigma in enumerate(sorted(set(self.SIGMAS))):
+            self.register_buffer(f"taps{i}", gaussian_taps(sigma), persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Hidden layers He-initialised for LeakyReLU(0.2) (no BatchNorm here to rescale them, unlike the U-Net's
-        N(0, 0.02)); the last layer 0, so the stage starts as the identity and learns from the first step."""
+        """Hidden layers He-initialised for LeakyReLU(0.2) (no BatchNorm here, unlike the U-Net's N(0, 0.02));
+        the last layer weight 0, bias -4."""
         for conv in (self.conv1, self.conv2, self.conv3):
             nn.init.kaiming_normal_(conv.weight, a=0.2, nonlinearity="leaky_relu")
             nn.init.zeros_(conv.bias)
         nn.init.zeros_(self.conv4.weight)
-        nn.init.zeros_(self.conv4.bias)
+        nn.init.constant_(self.conv4.bias, -4.0)
+
+    def _taps(self, sigma: float) -> torch.Tensor:
+        return getattr(self, f"taps{sorted(set(self.SIGMAS)).index(sigma)}")
 
     def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         floor = 1.0 / 255.0
-        gain = torch.log2((luma(y).clamp(min=0.0) + floor) / (luma(x) + floor))
+        lum = luma(y)
+        gain = torch.log2((lum.clamp(min=0.0) + floor) / (luma(x) + floor))
         h = torch.cat([F.pixel_unshuffle(y, 2), F.avg_pool2d(gain, 2) * 0.25], dim=1)
         h = self.act(self.conv1(h))
         h = self.act(self.conv2(h))
         h = self.act(self.conv3(h))
-        return y + F.pixel_shuffle(self.conv4(h), 2)
+        a = torch.sigmoid(F.pixel_shuffle(self.conv4(h), 2))
+        l1, l2, c1, c2 = (self._taps(s) for s in self.SIGMAS)
+        chroma = y - lum
+        b1, b2 = separable_blur(lum, l1), separable_blur(lum, l2)
+        d1, d2 = separable_blur(chroma, c1), separable_blur(chroma, c2)
+        lum = lum + a[:, 0:1] * (b1 - lum + a[:, 1:2] * (b2 - b1))
+        chroma = chroma + a[:, 2:3] * (d1 - chroma + a[:, 3:4] * (d2 - d1))
+        return lum + chroma
 
 
 class UNetGenerator(nn.Module):
