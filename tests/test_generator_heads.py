@@ -198,16 +198,37 @@ def _refined(seed: int = 0, width: int = 4) -> UNetGenerator:
     return UNetGenerator(GeneratorConfig(base_width=width, head="curve-residual", knee=0.8, refine="gain")).eval()
 
 
-def test_a_fresh_refiner_is_the_identity_and_loads_weights_without_it():
+def test_a_refiner_leaves_photos_no_noisier_than_the_training_grain_exactly_unchanged():
     g = _refined()
+    with torch.no_grad():  # a trained-like stage: strong strengths everywhere
+        g.refiner.conv4.bias.fill_(4.0)
     plain = UNetGenerator(GeneratorConfig(base_width=4, head="curve-residual", knee=0.8)).eval()
     missing, unexpected = plain.load_state_dict(g.state_dict(), strict=False)
     assert unexpected == [f"refiner.conv{i}.{p}" for i in (1, 2, 3, 4) for p in ("weight", "bias")] and not missing
-    x = torch.rand(2, 3, 32, 48)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 48), indexing="ij")
+    clean = torch.stack([0.05 + 0.1 * xx, 0.04 + 0.08 * yy, 0.06 + 0.0 * xx])[None]  # smooth: noise estimate 0
+    noisy = (clean + 0.01 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     with torch.no_grad():
-        assert torch.equal(g(x), plain(x))
+        assert torch.equal(g(clean), plain(clean))  # the gate is 0: the same pixels as without the stage
+        assert (g(noisy) - plain(noisy)).abs().max() > 1e-3  # 2.5 levels of noise: it smooths
+        fresh = _refined()  # a fresh stage: strength 0.018 at most
+        assert (fresh(noisy) - plain(noisy)).abs().max() < 0.05
     refiner_params = sum(p.numel() for p in g.refiner.parameters())
-    assert refiner_params == 13 * 32 * 9 + 32 + 2 * (32 * 32 * 9 + 32) + 32 * 12 * 9 + 12  # 25,676
+    assert refiner_params == 13 * 32 * 9 + 32 + 2 * (32 * 32 * 9 + 32) + 32 * 16 * 9 + 16  # 27,920
+
+
+def test_the_refiner_only_smooths_each_pixel_between_itself_and_its_blurs():
+    from engan.models.generator import GainRefiner, luma
+
+    r = GainRefiner().eval()
+    x = torch.rand(1, 3, 32, 32) * 0.1
+    y = (x * 4 + 0.05 * torch.randn(1, 3, 32, 32)).clamp(0, 1)
+    with torch.no_grad():
+        r.conv4.bias.fill_(20.0)  # strength 1 everywhere, the gate open (noisy input)
+        out = r(y, (x + 0.02 * torch.randn_like(x)).clamp(0, 1))
+    assert out.shape == y.shape
+    assert float(luma(out).std()) < float(luma(y).std())  # smoother
+    assert abs(float(out.mean() - y.mean())) < 2e-3  # blurs keep the mean: no brightening or darkening
 
 
 def test_the_refiner_sees_the_gain_and_runs_at_half_resolution():
@@ -225,8 +246,8 @@ def test_the_refiner_is_in_the_exported_graph_at_45_db_or_better(tmp_path):
 
     g = _refined(seed=3)
     with torch.no_grad():  # a trained-like, non-zero last layer
-        g.refiner.conv4.weight.normal_(0, 0.02)
-        g.refiner.conv4.bias.normal_(0, 0.01)
+        g.refiner.conv4.weight.normal_(0, 0.2)
+        g.refiner.conv4.bias.normal_(0, 1.0)
     x = torch.rand(1, 3, 64, 96) * 0.2
     path = tmp_path / "g.onnx"
     torch.onnx.export(g, x, str(path), input_names=["input"], output_names=["output"], opset_version=17,

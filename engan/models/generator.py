@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engan.config import PAD_MULTIPLE, GeneratorConfig
-from engan.models.denoise import gaussian_kernel, laplacian_kernel, lee_filter
+from engan.models.denoise import gaussian_kernel, laplacian_kernel, lee_filter, noise_sigma
 
 #: Rec.601 luma weights, shared with the runtime's numpy pre-processing.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -70,12 +70,11 @@ def highlight_shoulder(y: torch.Tensor, knee: float) -> torch.Tensor:
     return y * torch.where(m > knee, target / m.clamp(min=1e-6), torch.ones_like(m))
 
 
-def separable_blur(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """Gaussian blur of each channel of NCHW ``x`` with the 1-D kernel ``taps`` (odd length), borders replicated."""
-    c, r = x.shape[1], taps.numel() // 2
-    k = taps.to(x.dtype)
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+def separable_blur(x: torch.Tensor, horizontal: torch.Tensor, vertical: torch.Tensor) -> torch.Tensor:
+    """Depthwise blur of NCHW ``x`` by a separable kernel (C x 1 x 1 x k, then C x 1 x k x 1), borders replicated."""
+    r, c = horizontal.shape[-1] // 2, x.shape[1]
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), horizontal.to(x.dtype), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), vertical.to(x.dtype), groups=c)
 
 
 def gaussian_taps(sigma: float) -> torch.Tensor:
@@ -97,10 +96,19 @@ class GainRefiner(nn.Module):
     keep strength 0 where the network sees signal; flat regions lifted by a high gain get
     smoothed. Its last layer starts at weight 0, bias -4: a near-identity (strength 0.02)
     whose bias learns a global strength from the first step.
+
+    A gate scales every strength by the input's own noise (Immerkaer's estimate on its
+    flattest 16 x 16 block, :func:`engan.models.denoise.noise_sigma`): 0 up to
+    :data:`GRAIN_LEVELS` 8-bit levels, the median grain of the well-lit training photos, so
+    photos no noisier than those come out exactly as without the stage, rising to 1 at
+    twice that.
     """
 
-    #: Gaussian sigmas (px): luma near/wide, chroma near/wide
-    SIGMAS = (1.0, 2.0, 2.0, 4.0)
+    #: Gaussian sigmas (px) of the blends: luma near/wide, chroma near/wide
+    BLURS, SIGMAS = ("luma1", "luma2", "chroma1", "chroma2"), (1.0, 2.0, 2.0, 4.0)
+    #: input noise (8-bit levels) below which the stage does nothing: the median of the 110 well-lit
+    #: training photos (0.300; their quartiles 0.21-0.43), measured with the same estimator
+    GRAIN_LEVELS = 0.30
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
@@ -109,8 +117,11 @@ class GainRefiner(nn.Module):
         self.conv3 = nn.Conv2d(width, width, 3, padding=1)
         self.conv4 = nn.Conv2d(width, 16, 3, padding=1)  # 4 strengths x 4 sub-pixel phases
         self.act = nn.LeakyReLU(0.2, inplace=True)
-        for i, sigma in enumerate(sorted(set(self.SIGMAS))):
-            self.register_buffer(f"taps{i}", gaussian_taps(sigma), persistent=False)
+        for name, sigma, channels in zip(self.BLURS, self.SIGMAS, (1, 1, 3, 3)):  # fixed shapes: exportable
+            taps = gaussian_taps(sigma)
+            self.register_buffer(f"{name}_h", taps.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), persistent=False)
+            self.register_buffer(f"{name}_v", taps.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), persistent=False)
+        self.register_buffer("noise_mask", laplacian_kernel(), persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -122,8 +133,8 @@ class GainRefiner(nn.Module):
         nn.init.zeros_(self.conv4.weight)
         nn.init.constant_(self.conv4.bias, -4.0)
 
-    def _taps(self, sigma: float) -> torch.Tensor:
-        return getattr(self, f"taps{sorted(set(self.SIGMAS)).index(sigma)}")
+    def _blur(self, t: torch.Tensor, name: str) -> torch.Tensor:
+        return separable_blur(t, getattr(self, f"{name}_h"), getattr(self, f"{name}_v"))
 
     def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         floor = 1.0 / 255.0
@@ -133,11 +144,12 @@ class GainRefiner(nn.Module):
         h = self.act(self.conv1(h))
         h = self.act(self.conv2(h))
         h = self.act(self.conv3(h))
-        a = torch.sigmoid(F.pixel_shuffle(self.conv4(h), 2))
-        l1, l2, c1, c2 = (self._taps(s) for s in self.SIGMAS)
+        levels = noise_sigma(x, self.noise_mask) * 255.0
+        gate = ((levels - self.GRAIN_LEVELS) / self.GRAIN_LEVELS).clamp(0.0, 1.0)  # N x 1 x 1 x 1
+        a = torch.sigmoid(F.pixel_shuffle(self.conv4(h), 2)) * gate
         chroma = y - lum
-        b1, b2 = separable_blur(lum, l1), separable_blur(lum, l2)
-        d1, d2 = separable_blur(chroma, c1), separable_blur(chroma, c2)
+        b1, b2 = self._blur(lum, "luma1"), self._blur(lum, "luma2")
+        d1, d2 = self._blur(chroma, "chroma1"), self._blur(chroma, "chroma2")
         lum = lum + a[:, 0:1] * (b1 - lum + a[:, 1:2] * (b2 - b1))
         chroma = chroma + a[:, 2:3] * (d1 - chroma + a[:, 3:4] * (d2 - d1))
         return lum + chroma
