@@ -470,7 +470,7 @@ def _prepare_array(a: np.ndarray) -> tuple[np.ndarray, Restore]:
 
     def restore(y: np.ndarray) -> np.ndarray:
         if gray:
-            body = prepost.from_float(prepost.rgb_to_luma(y), dtype)[..., None]
+            body = prepost.from_float(prepost.luma(y), dtype)[..., None]
         else:
             body = prepost.from_float(y, dtype)
         out = body if alpha is None else np.concatenate([body, alpha.astype(body.dtype, copy=False)], axis=-1)

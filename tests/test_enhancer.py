@@ -114,7 +114,7 @@ def test_warmup_runs_the_backend(enh):
 def test_gray_and_gray_alpha_arrays(enh):
     rgb = make_image(24, 40)
     gray = rgb[..., 1]
-    expected = prepost.to_uint8(prepost.rgb_to_luma(_reference(enh, prepost.gray_to_rgb(gray / np.float32(255)))))
+    expected = prepost.to_uint8(prepost.luma(_reference(enh, prepost.gray_to_rgb(gray / np.float32(255)))))
     out = enh.enhance(gray)
     assert out.shape == gray.shape and out.dtype == np.uint8
     np.testing.assert_array_equal(out, expected)

@@ -248,14 +248,14 @@ def test_index_html_that_cannot_be_written_is_one_failed_line(tmp_path, fake, mo
     if problem == "disk full":
         import errno
 
-        real = iio.atomic_open
+        real = iio.encode.atomic_open
 
         def full(path, mode="wb"):
             if Path(path).name == "index.html":
                 raise OSError(errno.ENOSPC, "No space left on device")
             return real(path, mode)
 
-        monkeypatch.setattr(iio, "atomic_open", full)
+        monkeypatch.setattr(iio.encode, "atomic_open", full)
     r = run_cli(src, out, "--html", "--overwrite")
     why = "is a directory" if problem.startswith("a folder") else "no space left on device"
     assert r.exit_code == 1 and counts(r) == (1, 0, 0)

@@ -142,7 +142,7 @@ def test_permission_denied_by_the_os_is_one_failure(tmp_path, shared, monkeypatc
             raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
         return real_open(path, *a, **k)
 
-    monkeypatch.setattr(iio, "open", guarded_open, raising=False)  # the module's open() of input files
+    monkeypatch.setattr(iio.decode, "open", guarded_open, raising=False)  # the decoder's open() of input files
     r = run_cli(src, out)
     assert r.exit_code == 1 and counts(r) == (1, 1, 0)
     assert failed_lines(r) == [f"FAILED {locked}: unreadable (permission denied)"]

@@ -249,7 +249,7 @@ def test_encoder_failure_leaves_nothing_partial(tmp_path, tiny_onnx, monkeypatch
             raise OSError(28, "No space left on device")
         return real_save(self, fp, format=format, **params)
 
-    real_png = iio.write_png_array
+    real_png = iio.encode.write_png_array
 
     def png_fails_for_b(fh, arr, **kw):  # the fast PNG writer (zlib level <= 3, the default)
         if arr.shape[:2] == (16, 24):
@@ -258,7 +258,7 @@ def test_encoder_failure_leaves_nothing_partial(tmp_path, tiny_onnx, monkeypatch
         return real_png(fh, arr, **kw)
 
     monkeypatch.setattr(Image.Image, "save", save_fails_for_b)
-    monkeypatch.setattr(iio, "write_png_array", png_fails_for_b)
+    monkeypatch.setattr(iio.encode, "write_png_array", png_fails_for_b)
     r = run_cli(src, out, "--workers", "2", model=tiny_onnx)
     assert r.exit_code == 1
     assert failed_lines(r) == [f"FAILED {src / 'b.png'}: could not write b.png: no space left on device"]

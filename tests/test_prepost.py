@@ -55,7 +55,7 @@ def test_layout_helpers():
     gray = np.float32([[0.2, 0.4]])
     rgb = prepost.gray_to_rgb(gray)
     assert rgb.shape == (1, 2, 3)
-    np.testing.assert_allclose(prepost.rgb_to_luma(rgb), gray, atol=1e-6)  # weights sum to 1
+    np.testing.assert_allclose(prepost.luma(rgb), gray, atol=1e-6)  # weights sum to 1
 
 
 # ------------------------------------------------------------------ padding
