@@ -29,7 +29,7 @@ from benchmarks.images import lol_dir
 from benchmarks.measure import percentile
 from benchmarks.models import BenchModel
 from benchmarks.session import BenchSession, settings_of
-from engan.data.images import list_images
+from engan.data.images import training_images as list_images
 from engan.export.calibration import generated_dark_image
 
 #: LOL photos are 600x400 (WxH); generated stand-ins have the same size.
@@ -51,11 +51,13 @@ def photo_files(tmp: Path, count: int) -> tuple[list[Path], str]:
             return files, f"LOL eval15 low ({folder})"
     from PIL import Image
 
+    from engan.runtime import prepost
+
     tmp.mkdir(parents=True, exist_ok=True)
     files = []
     for i in range(count):
         path = tmp / f"photo{i:02d}.png"
-        Image.fromarray((generated_dark_image(*PHOTO_HW, seed=i) * 255).round().astype(np.uint8)).save(path)
+        Image.fromarray(prepost.to_uint8(generated_dark_image(*PHOTO_HW, seed=i))).save(path)
         files.append(path)
     return files, "generated 600x400 PNGs"
 

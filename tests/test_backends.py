@@ -11,14 +11,10 @@ import pytest
 
 from engan.runtime import select
 from engan.runtime._optional import BackendUnavailable, is_installed, require
+from engan.runtime.parity import psnr
 from engan.runtime.backends import trt as trt_mod
 from engan.runtime.backends.base import BackendError, ModelLoadError
 from engan.runtime.backends.ort import OrtBackend, choose_providers, parse_device, physical_cores
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
 def _onnx_model(path: Path, inputs: list[tuple[str, int, list]], op: str = "Identity") -> Path:
@@ -77,7 +73,7 @@ def test_ort_matches_the_torch_backend(tiny_onnx, tiny_checkpoint):
         yo, yt = o.run(x), t.run(x)
         assert t.info.name == "torch" and t.meta.preset == "tiny" and t.meta.params == o.meta.params
         assert t.meta.checkpoint_sha256 == o.meta.checkpoint_sha256
-    assert psnr(yo, yt) >= 50.0, psnr(yo, yt)
+    assert psnr(yo, yt, peak=1.0) >= 50.0, psnr(yo, yt, peak=1.0)
 
 
 def test_closed_backend_refuses_to_run(tiny_onnx):

@@ -14,7 +14,7 @@ import numpy as np
 from engan.runtime._optional import BackendUnavailable, require
 from engan.runtime.backends.base import BackendError, BackendInfo, BaseBackend, ModelLoadError, model_label
 from engan.runtime.backends.ort import parse_device
-from engan.runtime.meta import ArtefactMeta
+from engan.runtime.meta import ArtefactMeta, file_sha256
 
 
 class TorchBackend(BaseBackend):
@@ -39,7 +39,7 @@ class TorchBackend(BaseBackend):
         super().__init__()
         torch = require("torch", "the PyTorch backend (.safetensors checkpoints)")
         require("safetensors", "the PyTorch backend (.safetensors checkpoints)")
-        from engan.models.checkpoint import CheckpointError, file_sha256, load_generator, read_metadata, resolve_checkpoint
+        from engan.models.checkpoint import CheckpointError, load_generator, read_metadata, resolve_checkpoint
 
         self._torch = torch
         self.path = Path(path)

@@ -30,10 +30,10 @@ def _pillow_reads_avif() -> bool:
 
 #: Extensions picked up when listing a folder (files given by name are always tried):
 #: every format this Pillow decodes that photos come in, so a folder walk takes the files
-#: that naming them would (AVIF where Pillow was built with it). Sorted, lower case.
-IMAGE_EXTENSIONS: tuple[str, ...] = tuple(sorted(set(EXT_TO_FORMAT) | {
-    ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".mpo",
-} | ({".avif"} if _pillow_reads_avif() else set())))
+#: that naming them would (AVIF where Pillow was built with it). Lower case, the writable
+#: formats first.
+IMAGE_EXTENSIONS: tuple[str, ...] = (*EXT_TO_FORMAT, ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".mpo",
+                                     *((".avif",) if _pillow_reads_avif() else ()))
 
 
 def is_image_name(name: str) -> bool:

@@ -257,7 +257,7 @@ def pad_to_at_least(x: np.ndarray, min_h: int, min_w: int) -> tuple[np.ndarray, 
 
 
 def crop_padding(y: np.ndarray, pads: Pads) -> np.ndarray:
-    """Remove :func:`pad_to_multiple`'s padding from the last two axes."""
+    """Remove :func:`pad_to_multiple`'s padding from the last two axes (plain slicing: numpy or torch)."""
     t, b, l, r = pads
     h, w = y.shape[-2:]
     return y[..., t : h - b, l : w - r]
