@@ -315,10 +315,11 @@ def test_auto_falls_back_to_onnx_runtime_when_tensorrt_cannot_load(tmp_path, tin
     monkeypatch.setattr(select, "cuda_device_count", lambda: 1)
     monkeypatch.setattr(select, "is_installed", lambda m: True)
     monkeypatch.setattr(select, "engine_compatibility", lambda engine, index=0: None)
-    with pytest.warns(RuntimeWarning, match="TensorRT could not load"):
+    with pytest.warns(RuntimeWarning, match="TensorRT could not start model.gpu.trt10.fp16.engine .*; using ONNX Runtime"):
         e = Enhancer.load(tmp_path / "model.onnx", device="auto")
     assert e.info["backend"] == "onnxruntime"
-    assert e.info["reason"].startswith("ONNX Runtime: TensorRT failed to load model.gpu.trt10.fp16.engine")
+    assert e.info["reason"].startswith("ONNX Runtime CPU: model.onnx as given (TensorRT not used: "
+                                       "model.gpu.trt10.fp16.engine failed to start (")
     e.close()
 
 
@@ -366,9 +367,11 @@ def test_auto_falls_back_to_the_cpu_when_the_cuda_session_fails(tiny_onnx, monke
     monkeypatch.setattr(select, "ort_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(select, "cuda_device_count", lambda: 1)
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    with pytest.warns(RuntimeWarning, match="ONNX Runtime could not run on cuda"):
+    with pytest.warns(RuntimeWarning, match="ONNX Runtime CUDA could not start .*; using ONNX Runtime CPU"):
         e = Enhancer.load(tiny_onnx)
-    assert e.info["device"] == "cpu" and e.info["reason"].startswith("ONNX Runtime CPU: the CUDA session failed")
+    assert e.info["device"] == "cpu" and e.info["reason"].startswith(
+        f"ONNX Runtime CPU: {tiny_onnx.name} as given (TensorRT not used: ")
+    assert f"(ONNX Runtime CUDA not used: {tiny_onnx.name} failed to start (" in e.info["reason"]
     e.close()
     with pytest.raises(Exception, match="could not start CUDAExecutionProvider"):
         Enhancer.load(tiny_onnx, device="cuda")  # asked for CUDA explicitly: no silent CPU

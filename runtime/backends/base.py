@@ -7,12 +7,14 @@ a backend does nothing else, so every backend gives the same pixels.
 
 Backends subclass :class:`BaseBackend` and implement ``_run``; the public ``run``
 validates the input once for all of them (the template-method idea of Polygraphy's
-runners). They are context managers; ``close()`` is idempotent.
+runners). They are context managers; ``close()`` is idempotent. Every backend class is
+built the same way, ``Backend(model, options)`` with a :class:`BackendOptions` (or its
+fields as keywords), and ignores the options that do not apply to it.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,6 +32,38 @@ class ModelLoadError(BackendError, ValueError):
 
     The message names the file and the fix.
     """
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """How to run a model; every backend takes these and ignores what does not apply to it.
+
+    Attributes:
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        threads: CPU intra-op threads (None: the backend's default).
+        precision: PyTorch's compute precision, ``fp32`` or ``fp16`` (None: fp32); ONNX and
+            TensorRT artefacts run their own precision.
+        providers: explicit ONNX Runtime execution providers, in order (None: from the device).
+        check_sidecar: TensorRT: refuse engines whose sidecar names another GPU/TensorRT
+            version (leave on; off only for engines built outside engan).
+    """
+
+    device: str = "auto"
+    threads: int | None = None
+    precision: str | None = None
+    providers: tuple[str, ...] | None = None
+    check_sidecar: bool = True
+
+    @classmethod
+    def of(cls, options: "BackendOptions | None" = None, **overrides: Any) -> "BackendOptions":
+        """``options`` (default: the defaults) with ``overrides`` applied; unknown names are a TypeError."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise TypeError(f"unknown backend option(s) {unknown}; BackendOptions has {sorted(names)}")
+        if overrides.get("providers") is not None:
+            overrides["providers"] = tuple(overrides["providers"])
+        return replace(options or cls(), **overrides)
 
 
 @dataclass
