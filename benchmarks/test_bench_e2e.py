@@ -3,7 +3,7 @@
 For the FP32 model and its INT8 copy (what ``engan-infer`` runs on a CPU), two
 measurements, interleaved with the model-only time:
 
-* the CLI's pipeline (:func:`engan.runtime.cli.run`, what the console script runs) with an
+* the CLI's pipeline (:func:`engan.runtime.cli.pipeline.run`, what the console script runs) with an
   already loaded and warmed Enhancer, so the difference to model-only is exactly the
   decoding, padding, cropping, uint8 conversion and PNG encoding the CLI adds
   (``overhead_pct``; goal <= 15 %), at ``--workers 0`` (no overlap) and ``--workers 2``;
@@ -80,7 +80,8 @@ def _measure_e2e(bench: BenchSession, model: BenchModel, precision: str, onnx_pa
     from PIL import Image
 
     from engan.runtime import prepost
-    from engan.runtime.cli import InferOptions, run
+    from engan.runtime.cli.jobs import InferOptions
+    from engan.runtime.cli.pipeline import run
     from engan.runtime.enhancer import Enhancer
 
     st = bench.settings

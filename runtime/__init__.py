@@ -37,9 +37,9 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
-    "ArtefactMeta", "BackendError", "BackendOptions", "BackendUnavailable", "DEFAULT_MAX_PIXELS", "Enhancer", "ModelLoadError",
-    "ModelNotShippedError", "available_backends", "default_model_path", "list_shipped", "load", "resolve_model",
-    "select_backend",
+    "ArtefactMeta", "BackendError", "BackendOptions", "BackendUnavailable", "DEFAULT_MAX_PIXELS", "Enhancer",
+    "ModelLoadError", "ModelNotShippedError", "available_backends", "default_model_path", "list_shipped", "load",
+    "resolve_model", "select_backend",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover

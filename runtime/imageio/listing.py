@@ -46,7 +46,7 @@ def natural_key(rel: str | os.PathLike) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(rel))]
 
 
-def _inside(real: str, root: str) -> bool:
+def is_inside(real: str, root: str) -> bool:
     """Whether the real path ``real`` is ``root`` or lies under it."""
     return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
@@ -70,7 +70,7 @@ def walk_images(folder: Path, recursive: bool = False, exclude: set[str] | froze
     root = os.path.realpath(folder)
 
     def stays_inside(p: str | os.PathLike) -> bool:
-        if follow_symlinks or not os.path.islink(p) or _inside(os.path.realpath(p), root):
+        if follow_symlinks or not os.path.islink(p) or is_inside(os.path.realpath(p), root):
             return True
         if outside is not None:
             outside.append(Path(p))
