@@ -212,7 +212,7 @@ class Enhancer:
     # ------------------------------------------------------------------ info
     @property
     def model_label(self) -> str:
-        """The model's name and release, e.g. ``engan-lite v3`` (the shipped model's card, else the
+        """The model's name and release, ``<name> <release>`` (the release from a shipped model's card, else the
         training step in the file's metadata, else the name alone)."""
         meta = self.backend.meta
         path = Path(self.backend.info.model_path or ".")
@@ -222,7 +222,7 @@ class Enhancer:
 
     @property
     def summary(self) -> str:
-        """One line: model, precision, backend and device, e.g. ``engan-lite v3 · INT8 · ONNX Runtime CPU``."""
+        """One line: model, precision, backend and device, e.g. ``<name> <release> · INT8 · ONNX Runtime CPU``."""
         bi = self.backend.info
         device = (bi.device or "").upper()
         device = "CUDA" if device == "CUDA:0" else device

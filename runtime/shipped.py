@@ -90,7 +90,7 @@ def model_card(name: str) -> dict[str, Any]:
 
 
 def shipped_version(path: str | Path) -> str:
-    """The release (``version`` in the card, e.g. ``v3``) of the shipped model a file belongs to, '' for other files.
+    """The release (``version`` in its card) of the shipped model a file belongs to, '' for other files.
 
     ``engan-lite.onnx``, ``engan-lite.int8.onnx`` and ``engan-lite.safetensors`` in
     :data:`SHIPPED_DIR` all belong to ``engan-lite``.

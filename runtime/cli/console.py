@@ -96,7 +96,7 @@ class Console:
 
 
 def summary_of(info: dict[str, Any]) -> str:
-    """``engan-lite v3 · INT8 · ONNX Runtime CPU``: the enhancer's own summary, or one built from its info."""
+    """``<name> <release> · INT8 · ONNX Runtime CPU``: the enhancer's own summary, or one built from its info."""
     if info.get("summary"):
         return str(info["summary"])
     from engan.runtime.select import backend_label
