@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from engan.runtime import prepost
-from engan.runtime.backends.base import Backend, BackendOptions
+from engan.runtime.backends.base import Backend, BackendOptions, bound_threads
 from engan.runtime.kinds import ImageLike, image_hw, prepare
 from engan.runtime.resolve import resolve_model_source
 from engan.runtime.select import Selection, backend_label, canonical_backend, open_backend
@@ -70,33 +70,6 @@ def _check_tiling(max_pixels: int | None, tile: int | None, overlap: int) -> Non
         raise ValueError(f"tile {tile}x{tile} exceeds max_pixels={max_pixels}; lower the tile or raise max_pixels")
     if tile - overlap < prepost.PAD_MULTIPLE:
         raise ValueError(f"tile {tile} leaves no room beside a {overlap} px overlap; use a tile of at least {overlap + 16}")
-
-
-def usable_cpus() -> int:
-    """Logical CPUs this process may run on (its affinity mask, else the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))  # type: ignore[attr-defined]
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def bound_threads(threads: int | None) -> tuple[int | None, str]:
-    """``threads`` capped at :func:`usable_cpus`, and a note when it was lowered ('' when not).
-
-    More intra-op threads than CPUs never runs faster, and a huge count (100000) makes a
-    backend spend minutes creating threads. None or 0: the backend's default.
-
-    Raises:
-        ValueError: a negative or non-integer count.
-    """
-    if threads is None or (not isinstance(threads, bool) and threads == 0):
-        return None, ""
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
-        raise ValueError(f"threads must be a positive whole number (or None for the backend's default), got {threads!r}")
-    cap = usable_cpus()
-    if threads > cap:
-        return cap, f"threads={threads} lowered to {cap}, the CPUs this process may use"
-    return int(threads), ""
 
 
 class Enhancer:
@@ -139,7 +112,7 @@ class Enhancer:
         self.overlap = overlap
         self.selection = selection
         self.notes = tuple(n for n in notes if n)
-        self.reason = "; ".join([reason or (selection.reason if selection else ""), *self.notes]).strip("; ")
+        self.reason = "; ".join(p for p in (reason or (selection.reason if selection else ""), *self.notes) if p)
         self._lock = threading.Lock()
         shape_max, shape_min = backend.info.shape_max, backend.info.shape_min
         self._max_batch = int(shape_max[0]) if shape_max else None

@@ -475,7 +475,7 @@ def test_big_endian_pixels_are_converted_and_kept_big_endian(enhancer):
 
 def test_thread_counts_are_bounded_and_said(tiny_onnx, tmp_path):
     from engan.runtime import Enhancer
-    from engan.runtime.enhancer import bound_threads, usable_cpus
+    from engan.runtime.backends.base import bound_threads, usable_cpus
 
     cpus = usable_cpus()
     assert bound_threads(None) == (None, "") and bound_threads(1) == (1, "")

@@ -14,6 +14,7 @@ fields as keywords), and ignores the options that do not apply to it.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -64,6 +65,33 @@ class BackendOptions:
         if overrides.get("providers") is not None:
             overrides["providers"] = tuple(overrides["providers"])
         return replace(options or cls(), **overrides)
+
+
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def bound_threads(threads: int | None) -> tuple[int | None, str]:
+    """``threads`` capped at :func:`usable_cpus`, and a note when it was lowered ('' when not).
+
+    More intra-op threads than CPUs never runs faster, and a huge count (100000) makes a
+    backend spend minutes creating threads. None or 0: the backend's default.
+
+    Raises:
+        ValueError: a negative or non-integer count.
+    """
+    if threads is None or (not isinstance(threads, bool) and threads == 0):
+        return None, ""
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
+        raise ValueError(f"threads must be a positive whole number (or None for the backend's default), got {threads!r}")
+    cap = usable_cpus()
+    if threads > cap:
+        return cap, f"threads={threads} lowered to {cap}, the CPUs this process may use"
+    return int(threads), ""
 
 
 @dataclass
