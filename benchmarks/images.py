@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.settings import shared_dir
-from engan.data.images import DataError, list_images
+from engan.data.images import DataError
+from engan.data.images import training_images as list_images
 from engan.export.calibration import center_fit, generated_dark_image
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from benchmarks.runners import Runner, RunnerSpec
 from benchmarks.settings import REPO
+from engan.runtime.parity import psnr_from_mse
 
 
 @dataclass
@@ -69,16 +70,14 @@ class Samples:
         """PSNR over all compared images (pooled MSE; peak 1.0); inf when identical."""
         if not self.per_image_mse:
             return math.nan
-        mse = float(np.mean(list(self.per_image_mse.values())))
-        return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+        return psnr_from_mse(float(np.mean(list(self.per_image_mse.values()))), peak=1.0)
 
     @property
     def worst_psnr_db(self) -> float:
         """PSNR of the worst single image."""
         if not self.per_image_mse:
             return math.nan
-        mse = max(self.per_image_mse.values())
-        return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+        return psnr_from_mse(max(self.per_image_mse.values()), peak=1.0)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

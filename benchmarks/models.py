@@ -122,8 +122,8 @@ def prepare_model(preset: str, workdir: Path, weights: str | None, calib_images:
     from engan import __version__
     from engan.export.onnx import export_onnx
     from engan.export.quantize import quantize_int8
-    from engan.models.checkpoint import file_sha256, load_generator
-    from engan.runtime.meta import ArtefactMeta
+    from engan.models.checkpoint import load_generator
+    from engan.runtime.meta import ArtefactMeta, file_sha256
 
     t0 = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 For the FP32 model and its INT8 copy (what ``engan-infer`` runs on a CPU), two
 measurements, interleaved with the model-only time:
 
-* the CLI's pipeline (:func:`engan.runtime.cli.run`, what the console script runs) with an
+* the CLI's pipeline (:func:`engan.runtime.cli.pipeline.run`, what the console script runs) with an
   already loaded and warmed Enhancer, so the difference to model-only is exactly the
   decoding, padding, cropping, uint8 conversion and PNG encoding the CLI adds
   (``overhead_pct``; goal <= 15 %), at ``--workers 0`` (no overlap) and ``--workers 2``;
@@ -29,7 +29,7 @@ from benchmarks.images import lol_dir
 from benchmarks.measure import percentile
 from benchmarks.models import BenchModel
 from benchmarks.session import BenchSession, settings_of
-from engan.data.images import list_images
+from engan.data.images import training_images as list_images
 from engan.export.calibration import generated_dark_image
 
 #: LOL photos are 600x400 (WxH); generated stand-ins have the same size.
@@ -51,11 +51,13 @@ def photo_files(tmp: Path, count: int) -> tuple[list[Path], str]:
             return files, f"LOL eval15 low ({folder})"
     from PIL import Image
 
+    from engan.runtime import prepost
+
     tmp.mkdir(parents=True, exist_ok=True)
     files = []
     for i in range(count):
         path = tmp / f"photo{i:02d}.png"
-        Image.fromarray((generated_dark_image(*PHOTO_HW, seed=i) * 255).round().astype(np.uint8)).save(path)
+        Image.fromarray(prepost.to_uint8(generated_dark_image(*PHOTO_HW, seed=i))).save(path)
         files.append(path)
     return files, "generated 600x400 PNGs"
 
@@ -78,7 +80,8 @@ def _measure_e2e(bench: BenchSession, model: BenchModel, precision: str, onnx_pa
     from PIL import Image
 
     from engan.runtime import prepost
-    from engan.runtime.cli import InferOptions, run
+    from engan.runtime.cli.jobs import InferOptions
+    from engan.runtime.cli.pipeline import run
     from engan.runtime.enhancer import Enhancer
 
     st = bench.settings

@@ -13,7 +13,9 @@ from typing import Sequence
 
 import numpy as np
 
-from engan.data.images import IMAGE_SUFFIXES, DataError, list_images
+from engan.data.images import DataError
+from engan.data.images import training_images as list_images
+from engan.runtime.imageio.listing import IMAGE_EXTENSIONS as IMAGE_SUFFIXES
 
 
 class CalibrationError(ValueError):

@@ -213,12 +213,13 @@ def runtime_runner(path: str | os.PathLike, backend: str = "ort", device: str = 
 
     Args:
         path: an exported artefact.
-        backend: ``ort`` or ``trt`` (a name of :data:`engan.runtime.select.BACKENDS`).
+        backend: ``ort`` or ``trt`` (a row of :data:`engan.runtime.select.BACKENDS`).
         device: ``cpu``, ``cuda`` or ``cuda:N``.
     """
-    from engan.runtime.select import backend_class
+    from engan.runtime.backends.base import BackendOptions
+    from engan.runtime.select import BACKENDS, canonical_backend
 
-    return backend_class(backend)(Path(path), device=device)
+    return BACKENDS[canonical_backend(backend)].create(Path(path), BackendOptions(device=device))
 
 
 def _runner_for(artefact: Artefact) -> Runner:

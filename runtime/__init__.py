@@ -25,6 +25,7 @@ _LAZY: dict[str, str] = {
     "resolve_model": "enhancer:resolve_model",
     "available_backends": "select:available_backends",
     "select_backend": "select:select_backend",
+    "BackendOptions": "backends.base:BackendOptions",
     "BackendUnavailable": "_optional:BackendUnavailable",
     "BackendError": "backends.base:BackendError",
     "ModelLoadError": "backends.base:ModelLoadError",
@@ -36,14 +37,14 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
-    "ArtefactMeta", "BackendError", "BackendUnavailable", "DEFAULT_MAX_PIXELS", "Enhancer", "ModelLoadError",
-    "ModelNotShippedError", "available_backends", "default_model_path", "list_shipped", "load", "resolve_model",
-    "select_backend",
+    "ArtefactMeta", "BackendError", "BackendOptions", "BackendUnavailable", "DEFAULT_MAX_PIXELS", "Enhancer",
+    "ModelLoadError", "ModelNotShippedError", "available_backends", "default_model_path", "list_shipped", "load",
+    "resolve_model", "select_backend",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from engan.runtime._optional import BackendUnavailable
-    from engan.runtime.backends.base import BackendError, ModelLoadError
+    from engan.runtime.backends.base import BackendError, BackendOptions, ModelLoadError
     from engan.runtime.enhancer import Enhancer, load, resolve_model
     from engan.runtime.meta import ArtefactMeta
     from engan.runtime.prepost import DEFAULT_MAX_PIXELS

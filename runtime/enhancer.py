@@ -39,18 +39,11 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from engan.runtime import prepost
-from engan.runtime.backends.base import Backend, ModelLoadError
-from engan.runtime.select import Selection, backend_class, canonical_backend, model_kind, select_backend
+from engan.runtime.backends.base import Backend, BackendOptions, bound_threads
+from engan.runtime.kinds import ImageLike, image_hw, prepare
 from engan.runtime.resolve import resolve_model_source
-
-ImageLike = Any  # numpy array or PIL.Image.Image
-Restore = Callable[[np.ndarray], Any]
-
-#: PIL modes converted to a working mode; the result keeps the working mode.
-_TO_RGB_MODES = {"CMYK", "YCbCr", "LAB", "HSV"}
-#: PIL modes converted to a working mode and converted back afterwards.
-_ROUND_TRIP_MODES = {"RGBX": "RGB", "RGBa": "RGBA", "La": "LA"}
-_I16_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
+from engan.runtime.select import Selection, backend_label, canonical_backend, open_backend
+from engan.runtime.shipped import shipped_version
 
 
 def resolve_model(model: str | os.PathLike | None, backend: str = "auto") -> Path:
@@ -79,42 +72,6 @@ def _check_tiling(max_pixels: int | None, tile: int | None, overlap: int) -> Non
         raise ValueError(f"tile {tile} leaves no room beside a {overlap} px overlap; use a tile of at least {overlap + 16}")
 
 
-def usable_cpus() -> int:
-    """Logical CPUs this process may run on (its affinity mask, else the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))  # type: ignore[attr-defined]
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def bound_threads(threads: int | None) -> tuple[int | None, str]:
-    """``threads`` capped at :func:`usable_cpus`, and a note when it was lowered ('' when not).
-
-    More intra-op threads than CPUs never runs faster, and a huge count (100000) makes a
-    backend spend minutes creating threads. None or 0: the backend's default.
-
-    Raises:
-        ValueError: a negative or non-integer count.
-    """
-    if threads is None or (not isinstance(threads, bool) and threads == 0):
-        return None, ""
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
-        raise ValueError(f"threads must be a positive whole number (or None for the backend's default), got {threads!r}")
-    cap = usable_cpus()
-    if threads > cap:
-        return cap, f"threads={threads} lowered to {cap}, the CPUs this process may use"
-    return int(threads), ""
-
-
-def _construct(sel: Selection, threads: int | None, providers: Sequence[str] | None, precision: str) -> Backend:
-    cls = backend_class(sel.backend)
-    if sel.backend == "ort":
-        return cls(sel.model, device=sel.device, threads=threads, providers=providers)
-    if sel.backend == "trt":
-        return cls(sel.model, device=sel.device)
-    return cls(sel.model, device=sel.device, precision=precision, threads=threads)
-
-
 class Enhancer:
     """Low-light enhancement with one backend (ONNX Runtime, TensorRT or PyTorch).
 
@@ -127,7 +84,10 @@ class Enhancer:
             larger images are tiled, larger batches split. None/0: no limit.
         tile: force square tiles of this side (a multiple of 16).
         overlap: tile overlap in pixels.
-        reason: why this backend was chosen (shown in :attr:`info`).
+        reason: why this backend was chosen (shown in :attr:`info`); default: the selection's.
+        selection: the backend decision (:func:`engan.runtime.select.select_backend`), if any.
+        notes: things the user should know about the setup (a lowered thread count, a
+            provider fallback); appended to the reason.
         fade: ``(lo, hi)`` mean-luma range over which the enhancement fades out for photos
             that are not dark (:func:`engan.runtime.prepost.fade_bright`; the default range is
             :data:`engan.runtime.prepost.FADE_RANGE`). None (default): the model's output as it is.
@@ -141,6 +101,8 @@ class Enhancer:
         overlap: int = prepost.DEFAULT_OVERLAP,
         reason: str = "",
         fade: tuple[float, float] | None = None,
+        selection: Selection | None = None,
+        notes: Sequence[str] = (),
     ) -> None:
         _check_tiling(max_pixels, tile, overlap)
         self.fade = None if fade is None else prepost.check_fade_range(fade)
@@ -148,7 +110,9 @@ class Enhancer:
         self.max_pixels = max_pixels
         self.tile = tile
         self.overlap = overlap
-        self.reason = reason
+        self.selection = selection
+        self.notes = tuple(n for n in notes if n)
+        self.reason = "; ".join(p for p in (reason or (selection.reason if selection else ""), *self.notes) if p)
         self._lock = threading.Lock()
         shape_max, shape_min = backend.info.shape_max, backend.info.shape_min
         self._max_batch = int(shape_max[0]) if shape_max else None
@@ -212,43 +176,41 @@ class Enhancer:
         if threads_note:
             warnings.warn(threads_note, RuntimeWarning, stacklevel=2)
         path = resolve_model(model, backend)
-        sel = select_backend(path, backend, device, cpu_int8=cpu_int8)
-        if precision != "fp32" and sel.backend != "torch":
-            raise ValueError(
-                f"precision={precision!r} applies to the PyTorch backend only; the {sel.backend} backend runs the "
-                "artefact's precision (pass model.fp16.onnx / an fp16 engine instead)"
-            )
-        auto = canonical_backend(backend) == "auto"
-        try:
-            be = _construct(sel, threads, providers, precision)
-        except Exception as e:
-            first = (str(e).splitlines() or [type(e).__name__])[0]
-            if auto and sel.backend == "trt" and model_kind(path) == "onnx":
-                # an engine that cannot load here (sidecar mismatch, broken install): the ONNX still runs
-                warnings.warn(f"TensorRT could not load {sel.model} ({first}); using ONNX Runtime", RuntimeWarning,
-                              stacklevel=2)
-                sel = Selection("ort", path, sel.device, f"ONNX Runtime: TensorRT failed to load {sel.model.name} ({first})")
-                be = _construct(sel, threads, providers, precision)
-            elif (auto and (device or "auto").lower() == "auto" and sel.backend == "ort" and sel.device != "cpu"
-                  and not providers and not isinstance(e, ModelLoadError)):
-                # the CUDA provider failed to start (drivers, cuDNN): the CPU still works
-                warnings.warn(f"ONNX Runtime could not run on {sel.device} ({first}); using the CPU", RuntimeWarning,
-                              stacklevel=2)
-                sel = Selection("ort", path, "cpu", f"ONNX Runtime CPU: the CUDA session failed ({first})")
-                be = _construct(sel, threads, providers, precision)
-            else:
-                raise
-        reason = sel.reason
-        for note in (getattr(be, "fallback_note", ""), threads_note):
-            if note:
-                reason = f"{reason}; {note}"
-        return cls(be, max_pixels=max_pixels, tile=tile, overlap=overlap, reason=reason, fade=fade)
+        options = BackendOptions.of(device=(device or "auto").strip().lower(), threads=threads, precision=precision,
+                                    providers=providers or None)
+        be, sel = open_backend(path, backend, options, cpu_int8=cpu_int8)
+        notes = (getattr(be, "fallback_note", ""), threads_note)
+        return cls(be, max_pixels=max_pixels, tile=tile, overlap=overlap, fade=fade, selection=sel, notes=notes)
 
     # ------------------------------------------------------------------ info
     @property
+    def model_label(self) -> str:
+        """The model's name and release, ``<name> <release>`` (the release from a shipped model's card, else the
+        training step in the file's metadata, else the name alone)."""
+        meta = self.backend.meta
+        path = Path(self.backend.info.model_path or ".")
+        name = meta.model_name or path.stem
+        release = shipped_version(path) or (f"step {meta.extra['step']}" if meta.extra.get("step") else "")
+        return f"{name} {release}".strip()
+
+    @property
+    def summary(self) -> str:
+        """One line: model, precision, backend and device, e.g. ``<name> <release> · INT8 · ONNX Runtime CPU``."""
+        bi = self.backend.info
+        device = (bi.device or "").upper()
+        device = "CUDA" if device == "CUDA:0" else device
+        return " · ".join(part for part in (self.model_label, (bi.precision or "").upper(),
+                                            f"{backend_label(bi.name)} {device}".strip()) if part)
+
+    @property
     def info(self) -> dict[str, Any]:
-        """Backend, device, precision, model name/version, providers, versions, reason, tiling settings."""
+        """Backend, device, precision, model name/version, providers, versions, reason, tiling settings.
+
+        ``summary`` is the one-line description; ``reason`` the full one-line reason for the
+        backend; ``chosen``, ``passed_over`` and ``notes`` the same in parts.
+        """
         bi, meta = self.backend.info, self.backend.meta
+        sel = self.selection
         return {
             "backend": bi.name,
             "device": bi.device,
@@ -267,6 +229,11 @@ class Enhancer:
             "overlap": self.overlap,
             "fade": list(self.fade) if self.fade else None,
             "pad_multiple": int(meta.pad_multiple or prepost.PAD_MULTIPLE),
+            "label": self.model_label,
+            "summary": self.summary,
+            "chosen": f"{sel.label}: {sel.why}" if sel else "",
+            "passed_over": [list(p) for p in sel.passed_over] if sel else [],
+            "notes": list(self.notes),
         }
 
     def __repr__(self) -> str:
@@ -312,9 +279,9 @@ class Enhancer:
             image: see the module docstring for the accepted arrays and PIL modes.
             progress: optional ``progress(done, total)`` per tile when the image is tiled.
         """
-        hw = _image_hw(image)
+        hw = image_hw(image)
         with _memory_checked([hw] if hw else []):
-            rgb, restore = self._prepare(image)
+            rgb, restore = prepare(image)
             x = prepost.hwc_to_nchw(rgb)
             del rgb  # keep one float copy of a large image alive, not two
             y = self.enhance_nchw(x, progress)
@@ -327,8 +294,8 @@ class Enhancer:
         Returns:
             The results in input order, each of its input's kind.
         """
-        with _memory_checked([hw for hw in map(_image_hw, images) if hw]):
-            prepared = [self._prepare(im) for im in images]
+        with _memory_checked([hw for hw in map(image_hw, images) if hw]):
+            prepared = [prepare(im) for im in images]
             out: list[Any] = [None] * len(prepared)
             groups: dict[tuple[int, ...], list[int]] = {}
             for i, (rgb, _) in enumerate(prepared):
@@ -377,30 +344,10 @@ class Enhancer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ image kinds
-    def _prepare(self, image: ImageLike) -> tuple[np.ndarray, Restore]:
-        """Split an image into float32 HxWx3 RGB and a function that rebuilds the result's kind."""
-        if isinstance(image, np.ndarray):
-            return _prepare_array(image)
-        if _is_pil(image):
-            return _prepare_pil(image)
-        raise TypeError(
-            f"enhance() takes a numpy HxWx3 array or a PIL image, got {type(image).__name__}; decode files first "
-            "(engan-infer does it for you)"
-        )
-
 
 #: Bytes of working memory a pixel needs at least while it is enhanced: two float32 RGB
 #: copies (the HWC input and the NCHW one, or the NCHW output and its HWC copy).
 _BYTES_PER_PIXEL = 2 * 3 * 4
-
-
-def _image_hw(image: Any) -> tuple[int, int] | None:
-    """(height, width) of an array or PIL image, None for anything else (refused later)."""
-    if isinstance(image, np.ndarray) and image.ndim in (2, 3):
-        return int(image.shape[0]), int(image.shape[1])
-    size = getattr(image, "size", None) if _is_pil(image) else None
-    return (int(size[1]), int(size[0])) if size else None
 
 
 def available_memory() -> int | None:
@@ -437,110 +384,6 @@ def _memory_checked(sizes: Sequence[tuple[int, int]]) -> Iterator[None]:
         raise MemoryError(f"out of memory enhancing {what} (at least {_size(need)} of float32 working copies; "
                           f"{str(e) or 'MemoryError'}); {fix}") from None
 
-
-def _is_pil(obj: Any) -> bool:
-    mod = type(obj).__module__
-    if not mod.startswith("PIL."):
-        return False
-    from PIL import Image
-
-    return isinstance(obj, Image.Image)
-
-
-def _prepare_array(a: np.ndarray) -> tuple[np.ndarray, Restore]:
-    """numpy HxW, HxWx1 (gray), HxWx2 (gray+alpha), HxWx3 (RGB), HxWx4 (RGBA)."""
-    dtype = a.dtype
-    if a.ndim == 2:
-        channels, squeeze = 1, True
-        a = a[..., None]
-    elif a.ndim == 3 and a.shape[-1] in (1, 2, 3, 4):
-        channels, squeeze = a.shape[-1], False
-    else:
-        raise ValueError(
-            f"expected an HxWx3 RGB image (or HxW / HxWx1 gray, HxWx2 gray+alpha, HxWx4 RGBA), got shape {a.shape}"
-        )
-    if a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"the image is empty (shape {a.shape})")
-    gray = channels in (1, 2)
-    alpha = a[..., -1:].copy() if channels in (2, 4) else None
-    if gray:
-        rgb = prepost.gray_to_rgb(prepost.to_float(a[..., 0]))
-    else:
-        rgb = prepost.to_float(a[..., :3])
-
-    def restore(y: np.ndarray) -> np.ndarray:
-        if gray:
-            body = prepost.from_float(prepost.rgb_to_luma(y), dtype)[..., None]
-        else:
-            body = prepost.from_float(y, dtype)
-        out = body if alpha is None else np.concatenate([body, alpha.astype(body.dtype, copy=False)], axis=-1)
-        return out[..., 0] if squeeze else out
-
-    return rgb, restore
-
-
-def _prepare_pil(im: Any) -> tuple[np.ndarray, Restore]:
-    """PIL image -> float RGB + restore, following the mode table in the module docstring."""
-    from PIL import Image
-
-    mode = im.mode
-    info = dict(im.info)
-    back_mode: str | None = None  # convert the result back to this mode
-    if mode in _I16_MODES:
-        raw = np.asarray(im)
-        rgb, restore_arr = _prepare_array(raw.astype(np.uint16))
-
-        def restore(y: np.ndarray) -> Any:
-            out = restore_arr(y).astype(raw.dtype)
-            res = Image.frombytes(mode, (out.shape[1], out.shape[0]), out.tobytes())
-            res.info.update(info)
-            return res
-
-        return rgb, restore
-    if mode == "I":
-        raw = np.asarray(im)
-        rgb, restore_arr = _prepare_array(np.clip(raw, 0, 65535).astype(np.uint16))
-
-        def restore_i(y: np.ndarray) -> Any:
-            res = Image.fromarray(restore_arr(y).astype(np.int32))
-            res.info.update(info)
-            return res
-
-        return rgb, restore_i
-    if mode == "F":
-        rgb, restore_arr = _prepare_array(np.asarray(im, dtype=np.float32))
-
-        def restore_f(y: np.ndarray) -> Any:
-            res = Image.fromarray(restore_arr(y).astype(np.float32))
-            res.info.update(info)
-            return res
-
-        return rgb, restore_f
-    keep_info = True
-    if mode == "1":
-        im, keep_info = im.convert("L"), False
-    elif mode in ("P", "PA"):
-        has_alpha = mode == "PA" or "transparency" in im.info
-        im, keep_info = im.convert("RGBA" if has_alpha else "RGB"), False
-    elif mode in _TO_RGB_MODES:
-        im, keep_info = im.convert("RGB"), False
-    elif mode in _ROUND_TRIP_MODES:
-        back_mode = mode
-        im = im.convert(_ROUND_TRIP_MODES[mode])
-    elif mode not in ("RGB", "RGBA", "L", "LA"):
-        im, keep_info = im.convert("RGB"), False
-    arr = np.asarray(im)
-    rgb, restore_arr = _prepare_array(arr)
-
-    def restore_pil(y: np.ndarray) -> Any:
-        res = Image.fromarray(restore_arr(y))
-        if back_mode:
-            res = res.convert(back_mode)
-        if keep_info:
-            res.info.update({k: v for k, v in info.items() if k != "transparency"})
-        return res
-
-    return rgb, restore_pil
 
 
 def load(model: str | os.PathLike | None = None, **kwargs: Any) -> Enhancer:

@@ -150,8 +150,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _run(argv: Sequence[str] | None) -> int:
     import click
 
-    from engan.runtime.cli import main as command
-    from engan.runtime.report import printable
+    from engan.runtime.cli.console import printable
+    from engan.runtime.cli.main import main as command
 
     try:
         rv = command.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="engan-infer",

@@ -6,6 +6,7 @@ a TensorRT engine); read back by the runtime so nothing is hard-coded. Torch-fre
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -14,6 +15,15 @@ from typing import IO, Any, Collection
 
 #: Prefix of every metadata key engan writes.
 PREFIX = "engan."
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks: how engan names a checkpoint or artefact."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 @dataclass

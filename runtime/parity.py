@@ -1,8 +1,9 @@
-"""Numerical parity between two images or batches: max |Δ| and PSNR. Torch-free.
+"""Numerical parity between two images or batches: max |Δ| and PSNR (the one PSNR). Torch-free.
 
 Used by ``engan export`` to prove an artefact computes what the eager model computes,
-and reusable by benchmarks and runtime tests. Inputs are float arrays on a common
-scale (``peak`` is the largest possible value: 1.0 for [0, 1] floats, 255 for uint8).
+and by ``engan eval`` (PSNR of uint8 images, peak 255), the benchmarks and the tests.
+Inputs are arrays on a common scale (``peak`` is the largest possible value: 1.0 for
+[0, 1] floats, 255 for uint8).
 """
 from __future__ import annotations
 
@@ -45,13 +46,26 @@ def max_abs(reference: np.ndarray, candidate: np.ndarray) -> float:
     return float(np.max(np.abs(ref - cand)))
 
 
-def psnr(reference: np.ndarray, candidate: np.ndarray, peak: float = 1.0) -> float:
-    """Peak signal-to-noise ratio in dB, ``10 log10(peak^2 / MSE)``.
+def psnr_from_mse(mse: float, peak: float) -> float:
+    """``10 log10(peak^2 / mse)`` in dB; ``math.inf`` for a zero MSE.
+
+    Computed as scikit-image's ``peak_signal_noise_ratio`` computes it (``numpy.log10`` of
+    the ratio), so ``psnr(a, b, peak=255.0)`` on uint8 images is its value to the last bit.
+    """
+    if peak <= 0:
+        raise ValueError(f"peak must be positive, got {peak}")
+    if mse == 0.0:
+        return math.inf
+    return 10.0 * float(np.log10(peak * peak / mse))
+
+
+def psnr(reference: np.ndarray, candidate: np.ndarray, *, peak: float) -> float:
+    """Peak signal-to-noise ratio in dB, ``10 log10(peak^2 / MSE)``: the one PSNR in engan.
 
     Args:
-        reference: the trusted output.
+        reference: the trusted output (or ground truth).
         candidate: the output under test, same shape.
-        peak: the largest possible value (1.0 for [0, 1] floats, 255.0 for uint8).
+        peak: the largest possible value: 1.0 for [0, 1] floats, 255.0 for uint8.
 
     Returns:
         PSNR in dB; ``math.inf`` when the arrays are identical.
@@ -59,16 +73,12 @@ def psnr(reference: np.ndarray, candidate: np.ndarray, peak: float = 1.0) -> flo
     if peak <= 0:
         raise ValueError(f"peak must be positive, got {peak}")
     ref, cand = _pair(reference, candidate)
-    mse = float(np.mean((ref - cand) ** 2))
-    if mse == 0.0:
-        return math.inf
-    return 10.0 * math.log10(peak * peak / mse)
+    return psnr_from_mse(float(np.mean((ref - cand) ** 2)), peak)
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, peak: float = 1.0) -> ParityStats:
-    """All parity figures of ``candidate`` against ``reference`` in one pass."""
+    """All parity figures of ``candidate`` against ``reference`` in one pass (``peak`` as in :func:`psnr`)."""
     ref, cand = _pair(reference, candidate)
     diff = np.abs(ref - cand)
     mse = float(np.mean(diff * diff))
-    db = math.inf if mse == 0.0 else 10.0 * math.log10(peak * peak / mse)
-    return ParityStats(max_abs=float(diff.max()), mean_abs=float(diff.mean()), psnr_db=db)
+    return ParityStats(max_abs=float(diff.max()), mean_abs=float(diff.mean()), psnr_db=psnr_from_mse(mse, peak))

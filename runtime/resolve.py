@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from engan.runtime.probe import MODEL_KINDS
 from engan.runtime.shipped import default_model_path, list_shipped, shipped_model_path
 
 #: suffixes that mark an argument as a file path, never a shipped name
-MODEL_SUFFIXES = (".onnx", ".engine", ".plan", ".safetensors")
+MODEL_SUFFIXES = tuple(suffix for suffixes in MODEL_KINDS.values() for suffix in suffixes)
 
 
 def looks_like_name(value: str) -> bool:

@@ -1,54 +1,120 @@
-"""Which backend runs a model here, and why (decided without importing what is not needed).
+"""Which backend runs a model here, and why: the backend table, the auto rule and every fallback.
 
-``available_backends()`` asks :func:`importlib.util.find_spec`, so it imports
-nothing. :func:`select_backend` maps a model file to a backend:
+The table (:data:`BACKENDS`) has one row per backend: its name and label, the class
+that runs it (``"module:Class"``, imported only when that backend is used), the modules
+it needs, the model kinds it runs and the devices it runs on. Every backend class takes
+the same constructor arguments, ``(model, options: BackendOptions)``.
 
-* ``.onnx`` under ``backend="auto"``: TensorRT when ``tensorrt`` + ``cuda-python``
-  are importable, a CUDA GPU is present and an engine built for this GPU/TensorRT
-  lies next to the ONNX (``model.*.engine`` / ``.plan``); else ONNX Runtime with
-  CUDA when ``CUDAExecutionProvider`` is available and a GPU is present; else ONNX
-  Runtime on the CPU, running the INT8 copy ``<stem>.int8.onnx`` when one made from
-  the same checkpoint lies next to the ONNX (``engan export --int8`` writes it; the
-  shipped model has one) and the given file otherwise;
-* ``.engine`` / ``.plan``: TensorRT;
-* ``.safetensors`` or a run folder: eager PyTorch (needs the ``train`` extra).
+``backend="auto"`` follows :data:`AUTO`, an ordered list of candidates; the first whose
+conditions hold runs the model, and each one passed over says why (the reason
+:class:`engan.runtime.Enhancer` reports in ``info``). For an ``.onnx``:
 
-The decision carries a one-line ``reason`` that :class:`engan.runtime.Enhancer`
-reports in its ``info``.
+1. TensorRT: ``tensorrt`` + ``cuda-python`` importable, a CUDA GPU, and an engine built
+   for this GPU/TensorRT next to the ONNX (``model.*.engine`` / ``.plan``);
+2. ONNX Runtime CUDA: ``CUDAExecutionProvider`` available and a CUDA GPU present;
+3. ONNX Runtime CPU INT8: the INT8 copy ``<stem>.int8.onnx`` made from the same checkpoint
+   lies next to the ONNX (``engan export --int8`` writes it; the shipped model has one);
+4. ONNX Runtime CPU: the file as given.
+
+An ``.engine``/``.plan`` runs on TensorRT, a ``.safetensors`` or run folder on eager
+PyTorch (the ``train`` extra). :func:`open_backend` builds the chosen backend; when
+TensorRT or the CUDA session fails to start under ``auto``, it goes on down the list and
+says so.
+
+Adding a backend (an OpenVINO one, say) is its module in ``runtime/backends/``, its row
+in :data:`BACKENDS` and, for ``auto`` to pick it, its candidate in :data:`AUTO` at the
+rank it earns. Nothing here imports a backend library: :func:`available_backends` asks
+:func:`importlib.util.find_spec`.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from engan.runtime._optional import is_installed
+from engan.runtime.backends.base import Backend, BackendOptions, ModelLoadError
+from engan.runtime.probe import (  # noqa: F401  (find_int8, INT8_ENDING: part of this module's API)
+    INT8_ENDING, cuda_device_count, engine_compatibility, find_engines, find_int8, model_kind, ort_providers,
+)
 
-#: backend name -> "module:Class" (imported only when that backend is used).
-BACKENDS: dict[str, str] = {
-    "trt": "engan.runtime.backends.trt:TrtBackend",
-    "ort": "engan.runtime.backends.ort:OrtBackend",
-    "torch": "engan.runtime.backends.torch_backend:TorchBackend",
-}
 
-#: backend name -> the modules it needs.
-BACKEND_MODULES: dict[str, tuple[str, ...]] = {
-    "trt": ("tensorrt", "cuda"),
-    "ort": ("onnxruntime",),
-    "torch": ("torch", "safetensors"),
-}
+@dataclass(frozen=True)
+class BackendSpec:
+    """One row of the backend table.
 
-#: accepted spellings -> canonical backend name.
-ALIASES: dict[str, str] = {
-    "auto": "auto",
-    "ort": "ort", "onnxruntime": "ort", "onnx": "ort",
-    "trt": "trt", "tensorrt": "trt",
-    "torch": "torch", "pytorch": "torch",
-}
+    Attributes:
+        name: the short name (``--backend``): ``trt``, ``ort``, ``torch``.
+        label: how people call it: ``TensorRT``, ``ONNX Runtime``, ``PyTorch``.
+        target: ``"module:Class"`` of the backend class, imported on first use.
+        modules: what must be importable for it to run.
+        kinds: the model kinds it runs (:data:`engan.runtime.probe.MODEL_KINDS`).
+        devices: where it runs (``cpu``, ``cuda``).
+        aliases: other accepted spellings of ``name`` (the library's own name first).
+    """
 
-ENGINE_SUFFIXES = (".engine", ".plan")
-CHECKPOINT_SUFFIXES = (".safetensors",)
+    name: str
+    label: str
+    target: str
+    modules: tuple[str, ...]
+    kinds: tuple[str, ...]
+    devices: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
+
+    def backend_class(self) -> Any:
+        """Import and return the backend class."""
+        module, attr = self.target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def create(self, model: str | Path, options: BackendOptions | None = None) -> Backend:
+        """Build the backend on ``model`` (every backend takes ``(model, options)``)."""
+        return self.backend_class()(Path(model), options or BackendOptions())
+
+
+#: The backend table, best first.
+BACKENDS: dict[str, BackendSpec] = {spec.name: spec for spec in (
+    BackendSpec("trt", "TensorRT", "engan.runtime.backends.trt:TrtBackend", ("tensorrt", "cuda"),
+                ("engine",), ("cuda",), ("tensorrt",)),
+    BackendSpec("ort", "ONNX Runtime", "engan.runtime.backends.ort:OrtBackend", ("onnxruntime",),
+                ("onnx",), ("cpu", "cuda"), ("onnxruntime", "onnx")),
+    BackendSpec("torch", "PyTorch", "engan.runtime.backends.torch_backend:TorchBackend", ("torch", "safetensors"),
+                ("checkpoint",), ("cpu", "cuda"), ("pytorch",)),
+)}
+
+
+def available_backends() -> list[str]:
+    """Backends whose libraries are installed (``trt``, ``ort``, ``torch``), best first; imports nothing."""
+    return [name for name, spec in BACKENDS.items() if all(is_installed(m) for m in spec.modules)]
+
+
+def canonical_backend(name: str) -> str:
+    """Normalise a backend name (``auto``, a table name or one of its aliases, e.g. ``onnxruntime``)."""
+    key = (name or "auto").strip().lower()
+    if key == "auto":
+        return key
+    for spec in BACKENDS.values():
+        if key == spec.name or key in spec.aliases:
+            return spec.name
+    raise ValueError(f"unknown backend {name!r}; use one of: auto, {', '.join(BACKENDS)}")
+
+
+def backend_class(name: str) -> Any:
+    """Import and return the backend class registered under ``name``."""
+    return BACKENDS[canonical_backend(name)].backend_class()
+
+
+def backend_label(name: str) -> str:
+    """``ONNX Runtime`` for ``ort`` or ``onnxruntime`` (a backend's ``info.name``); unknown names as given."""
+    try:
+        return BACKENDS[canonical_backend(name)].label
+    except (ValueError, KeyError):
+        return name
+
+
+# --------------------------------------------------------------------------- decisions
 
 
 @dataclass(frozen=True)
@@ -56,158 +122,47 @@ class Selection:
     """A backend decision.
 
     Attributes:
-        backend: ``"trt"``, ``"ort"`` or ``"torch"``.
+        backend: a :data:`BACKENDS` name.
         model: the file (or run folder) that backend loads.
         device: ``"cpu"``, ``"cuda"``/``"cuda:N"`` or ``"auto"`` (the backend decides).
-        reason: one line saying why.
+        reason: one line saying why (the chosen candidate, then each one passed over).
+        label: the chosen candidate (``ONNX Runtime CPU INT8``).
+        why: why it was chosen.
+        passed_over: ``(candidate, why not)`` of each candidate ranked above it.
     """
 
     backend: str
     model: Path
     device: str
     reason: str
+    label: str = ""
+    why: str = ""
+    passed_over: tuple[tuple[str, str], ...] = ()
+    candidate: "Candidate | None" = field(default=None, compare=False, repr=False)
 
 
-def available_backends() -> list[str]:
-    """Backends whose libraries are installed (``trt``, ``ort``, ``torch``), best first; imports nothing."""
-    return [name for name, mods in BACKEND_MODULES.items() if all(is_installed(m) for m in mods)]
+#: What a candidate's check returns when it applies: (model to load, device, why).
+Pick = tuple[Path, str, str]
 
 
-def canonical_backend(name: str) -> str:
-    """Normalise a backend name (``auto``, ``ort``/``onnxruntime``, ``trt``/``tensorrt``, ``torch``)."""
-    key = (name or "auto").strip().lower()
-    if key not in ALIASES:
-        raise ValueError(f"unknown backend {name!r}; use one of: auto, ort, trt, torch")
-    return ALIASES[key]
+@dataclass(frozen=True)
+class Candidate:
+    """One rung of the auto rule.
 
-
-def backend_class(name: str) -> Any:
-    """Import and return the backend class registered under ``name``."""
-    module, attr = BACKENDS[canonical_backend(name)].split(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def model_kind(path: Path) -> str:
-    """``"onnx"``, ``"engine"`` or ``"checkpoint"`` from the suffix (a folder is a run folder).
-
-    Raises:
-        ValueError: for any other suffix, naming the file and the accepted kinds.
+    Attributes:
+        label: its name in reasons (``ONNX Runtime CUDA``).
+        backend: the :data:`BACKENDS` row that runs it.
+        kinds: the model kinds it applies to.
+        check: ``(model, device, cpu_int8) -> Pick`` when it applies, else a string: why not.
+        falls_through: ``(error, device, options) -> bool``: whether a failure to start goes on
+            to the next candidate (else it is raised).
     """
-    if path.is_dir():
-        return "checkpoint"
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        return "onnx"
-    if suffix in ENGINE_SUFFIXES:
-        return "engine"
-    if suffix in CHECKPOINT_SUFFIXES:
-        return "checkpoint"
-    raise ValueError(
-        f"{path}: unknown model type '{suffix or '(no suffix)'}'; pass an .onnx file (from `engan export`), a "
-        "TensorRT .engine/.plan, a generator .safetensors file or a run folder"
-    )
 
-
-def cuda_device_count() -> int:
-    """CUDA GPUs visible to this process, asked of the driver (libcuda) through ctypes; 0 when none/no driver."""
-    import ctypes
-    import ctypes.util
-
-    def candidates():
-        yield from ("libcuda.so.1", "libcuda.so", "nvcuda.dll")
-        yield ctypes.util.find_library("cuda")  # slower (may run ldconfig): last
-
-    for name in candidates():
-        if not name:
-            continue
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        try:
-            if lib.cuInit(0) != 0:
-                return 0
-            count = ctypes.c_int(0)
-            if lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
-                return 0
-            return int(count.value)
-        except AttributeError:
-            return 0
-    return 0
-
-
-def ort_providers() -> list[str]:
-    """``onnxruntime.get_available_providers()``, or ``[]`` when onnxruntime is not installed."""
-    if not is_installed("onnxruntime"):
-        return []
-    import onnxruntime
-
-    return list(onnxruntime.get_available_providers())
-
-
-def find_engines(onnx_path: Path) -> list[Path]:
-    """TensorRT engines next to an ONNX file: ``<stem>.engine``, ``<stem>.*.engine`` (and ``.plan``), sorted."""
-    folder, stem = onnx_path.parent, onnx_path.stem
-    if not folder.is_dir():
-        return []
-    found = [
-        p for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in ENGINE_SUFFIXES and (p.stem == stem or p.name.startswith(stem + "."))
-    ]
-    return sorted(found)
-
-
-#: Name ending of the INT8 copy `engan export --int8` writes next to the FP32 ONNX.
-INT8_ENDING = ".int8.onnx"
-
-
-def find_int8(onnx_path: Path) -> tuple[Path | None, str]:
-    """The INT8 copy of an FP32 ONNX (``<stem>.int8.onnx`` beside it), or None and why not.
-
-    The copy is used only when its engan metadata says ``int8`` and names the same
-    checkpoint (sha256) as the FP32 file, so a stale copy left by an older export of
-    another checkpoint is never picked. The reason is empty when there is no copy at
-    all, and says why when a copy exists but is refused (a malformed file is refused in
-    milliseconds whatever its size: :func:`engan.runtime.meta.read_onnx_metadata` is bounded).
-    """
-    from engan.runtime.meta import read_onnx_metadata
-
-    name = onnx_path.name.lower()
-    if name.endswith((INT8_ENDING, ".fp16.onnx")):
-        return None, ""
-    candidate = onnx_path.with_name(onnx_path.name[: -len(".onnx")] + INT8_ENDING)
-    if not candidate.is_file():
-        return None, ""
-    keys = ("engan.precision", "engan.checkpoint_sha256")
-    found = []
-    for f in (onnx_path, candidate):  # bounded reads: a garbage file of any size is refused at once
-        try:
-            found.append(read_onnx_metadata(f, keys))
-        except OSError as e:
-            return None, f"{f.name} unreadable ({(e.strerror or str(e)).lower()})"
-        except ValueError as e:
-            return None, f"{f.name} unreadable ({getattr(e, 'detail', e)})"
-    fp32, int8 = found
-    if int8.get("engan.precision") != "int8" or fp32.get("engan.precision", "fp32") != "fp32":
-        return None, f"{candidate.name} is not an engan INT8 copy of an FP32 model"
-    if int8.get("engan.checkpoint_sha256") != fp32.get("engan.checkpoint_sha256"):
-        return None, f"{candidate.name} was made from another checkpoint than {onnx_path.name} (stale; re-export)"
-    return candidate, ""
-
-
-def engine_compatibility(engine: Path, device_index: int = 0) -> str | None:
-    """None when ``engine`` suits this GPU and TensorRT version, else why not (one line)."""
-    try:
-        import tensorrt
-
-        from engan.runtime.backends.trt import check_engine_compatible, local_gpu
-
-        gpu, capability = local_gpu(device_index)
-        check_engine_compatible(engine, gpu, capability, tensorrt.__version__)
-    except Exception as e:  # mismatch, missing sidecar, broken install: all mean "not this engine"
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        return f"{engine.name}: {first}"
-    return None
+    label: str
+    backend: str
+    kinds: tuple[str, ...]
+    check: Callable[[Path, str, bool], "Pick | str"]
+    falls_through: Callable[[BaseException, str, BackendOptions], bool] = lambda e, device, options: False
 
 
 def _device_index(device: str) -> int:
@@ -215,29 +170,28 @@ def _device_index(device: str) -> int:
     return int(d.split(":", 1)[1]) if ":" in d and d.split(":", 1)[1].isdigit() else 0
 
 
-def _why_not_trt(onnx_path: Path, device: str) -> tuple[Path | None, str]:
-    """The engine TensorRT would run for ``onnx_path``, or None and why not."""
+def _check_trt(path: Path, device: str, cpu_int8: bool) -> Pick | str:
     if device == "cpu":
-        return None, "device='cpu' requested"
-    missing = [m for m in BACKEND_MODULES["trt"] if not is_installed(m)]
+        return "device='cpu' requested"
+    missing = [m for m in BACKENDS["trt"].modules if not is_installed(m)]
     if missing:
-        return None, f"{' and '.join(missing)} not installed (pip install 'engan[trt]')"
-    engines = find_engines(onnx_path)
+        return f"{' and '.join(missing)} not installed (pip install 'engan[trt]')"
+    engines = find_engines(path)
     if not engines:
-        return None, f"no TensorRT engine next to {onnx_path.name} (looked for {onnx_path.stem}.*.engine/.plan)"
+        return f"no TensorRT engine next to {path.name} (looked for {path.stem}.*.engine/.plan)"
     if cuda_device_count() < 1:
-        return None, "no CUDA GPU found"
+        return "no CUDA GPU found"
     problems = []
     for engine in engines:
         problem = engine_compatibility(engine, _device_index(device))
         if problem is None:
-            return engine, ""
+            return engine, device, (f"engine {engine.name} next to {path.name} matches this GPU, tensorrt "
+                                    "importable, CUDA GPU present")
         problems.append(problem)
-    return None, "no engine built for this GPU/TensorRT (" + "; ".join(problems) + ")"
+    return "no engine built for this GPU/TensorRT (" + "; ".join(problems) + ")"
 
 
-def _why_not_ort_cuda(device: str) -> str:
-    """Empty when ONNX Runtime can run on CUDA here, else why not."""
+def _check_ort_cuda(path: Path, device: str, cpu_int8: bool) -> Pick | str:
     if device == "cpu":
         return "device='cpu' requested"
     providers = ort_providers()
@@ -245,22 +199,123 @@ def _why_not_ort_cuda(device: str) -> str:
         return f"onnxruntime has no CUDAExecutionProvider (providers: {providers}; install onnxruntime-gpu for CUDA)"
     if cuda_device_count() < 1:
         return "CUDAExecutionProvider is available but no CUDA GPU was found"
-    return ""
+    return path, "cuda" if device == "auto" else device, "CUDAExecutionProvider available and a CUDA GPU present"
 
 
-def select_backend(model: str | Path, backend: str = "auto", device: str = "auto",
-                   cpu_int8: bool = True) -> Selection:
-    """Decide which backend runs ``model`` and say why.
+def _check_int8(path: Path, device: str, cpu_int8: bool) -> Pick | str:
+    if not cpu_int8:
+        return "cpu_int8=False: the file runs as given"
+    if path.name.lower().endswith((INT8_ENDING, ".fp16.onnx")):
+        return f"{path.name} is itself a reduced-precision copy"
+    int8, no_int8 = find_int8(path)
+    if int8 is None:
+        return no_int8 or f"no {path.name[: -len('.onnx')]}{INT8_ENDING} next to {path.name}"
+    return int8, "cpu" if device == "auto" else device, (
+        f"{int8.name}, the INT8 copy of {path.name} (about 2x faster than FP32 on a CPU; --backend ort runs "
+        f"{path.name} as given)")
+
+
+def _check_ort_cpu(path: Path, device: str, cpu_int8: bool) -> Pick | str:
+    return path, "cpu" if device == "auto" else device, f"{path.name} as given"
+
+
+def _check_engine(path: Path, device: str, cpu_int8: bool) -> Pick | str:
+    return path, device, f"the model is a TensorRT engine ({path.suffix})"
+
+
+def _check_checkpoint(path: Path, device: str, cpu_int8: bool) -> Pick | str:
+    return path, device, ("the model is a .safetensors checkpoint/run folder (export it with `engan export` to run "
+                          "without torch)")
+
+
+def _cuda_session_failed(e: BaseException, device: str, options: BackendOptions) -> bool:
+    """The CUDA provider failed to start (drivers, cuDNN) under device='auto': the CPU still works."""
+    return device == "auto" and not options.providers and not isinstance(e, ModelLoadError)
+
+
+#: The auto rule, best first (see the module docstring).
+AUTO: tuple[Candidate, ...] = (
+    Candidate("TensorRT", "trt", ("onnx",), _check_trt, lambda e, device, options: True),  # the ONNX still runs
+    Candidate("ONNX Runtime CUDA", "ort", ("onnx",), _check_ort_cuda, _cuda_session_failed),
+    Candidate("ONNX Runtime CPU INT8", "ort", ("onnx",), _check_int8),
+    Candidate("ONNX Runtime CPU", "ort", ("onnx",), _check_ort_cpu),
+    Candidate("TensorRT", "trt", ("engine",), _check_engine),
+    Candidate("PyTorch", "torch", ("checkpoint",), _check_checkpoint),
+)
+
+
+def _auto(path: Path, kind: str, device: str, cpu_int8: bool, failed: dict[str, str]) -> Selection:
+    passed: list[tuple[str, str]] = []
+    for cand in AUTO:
+        if kind not in cand.kinds:
+            continue
+        found = failed.get(cand.label) or cand.check(path, device, cpu_int8)
+        if isinstance(found, str):
+            passed.append((cand.label, found))
+            continue
+        model, dev, why = found
+        reason = f"{cand.label}: {why}" + "".join(f" ({label} not used: {no})" for label, no in passed)
+        return Selection(cand.backend, model, dev, reason, cand.label, why, tuple(passed), cand)
+    raise ValueError(f"no backend runs {path} here: " + "; ".join(f"{label}: {no}" for label, no in passed))
+
+
+def _explicit(path: Path, kind: str, name: str, device: str) -> Selection:
+    spec = BACKENDS[name]
+    requested = f"backend '{name}' requested"
+
+    def chosen(model: Path, why: str) -> Selection:
+        return Selection(name, model, device, f"{spec.label}: {why}", spec.label, why)
+
+    if name == "ort":
+        if kind != "onnx":
+            raise ValueError(
+                f"backend 'ort' runs .onnx files; {path} is a {kind}: export it with `engan export`, or use "
+                f"backend='{'trt' if kind == 'engine' else 'torch'}'"
+            )
+        return chosen(path, f"{requested} (device {device})")
+    if name == "trt":
+        if kind == "engine":
+            return chosen(path, requested)
+        if kind == "onnx":
+            engines = find_engines(path)
+            if not engines:
+                raise ValueError(
+                    f"backend 'trt' needs a TensorRT engine and none lies next to {path} (looked for "
+                    f"{path.stem}.*.engine/.plan); build one with `engan export --trt` or pass the .engine file"
+                )
+            compatible = [e for e in engines if engine_compatibility(e, _device_index(device)) is None]
+            engine = (compatible or engines)[0]
+            return chosen(engine, f"{requested}, engine {engine.name} next to {path.name}")
+        raise ValueError(
+            f"backend 'trt' runs TensorRT engines; {path} is a checkpoint: export it with `engan export --trt`"
+        )
+    if name == "torch":
+        if kind == "checkpoint":
+            return chosen(path, requested)
+        sibling = path.with_suffix(".safetensors")
+        if sibling.is_file():
+            return chosen(sibling, f"{requested}, weights {sibling.name} next to {path.name}")
+        raise ValueError(
+            f"backend 'torch' runs .safetensors checkpoints or run folders; {path} is a {kind} file "
+            f"(and no {sibling.name} lies next to it): use backend='{'ort' if kind == 'onnx' else 'trt'}'"
+        )
+    if kind not in spec.kinds:  # a backend added to the table later
+        raise ValueError(f"backend '{name}' runs {', '.join(spec.kinds)} models; {path} is a {kind}")
+    return chosen(path, requested)
+
+
+def select_backend(model: str | Path, backend: str = "auto", device: str = "auto", cpu_int8: bool = True,
+                   failed: dict[str, str] | None = None) -> Selection:
+    """Decide which backend runs ``model`` and say why (nothing is loaded).
 
     Args:
         model: an ``.onnx``, ``.engine``/``.plan`` or ``.safetensors`` file, or a run folder.
-        backend: ``auto`` or a backend name (see :data:`ALIASES`).
+        backend: ``auto`` or a backend name (see :func:`canonical_backend`).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         cpu_int8: under ``auto`` on a CPU, run the INT8 copy next to an ``.onnx`` when
-            there is one (see :func:`find_int8`); False runs the file as given.
-
-    Returns:
-        The :class:`Selection`.
+            there is one (see :func:`engan.runtime.probe.find_int8`); False runs the file as given.
+        failed: candidate label -> why it failed to start; those are passed over (used by
+            :func:`open_backend`).
 
     Raises:
         ValueError: a backend that cannot run this kind of model (the message says what would).
@@ -269,74 +324,45 @@ def select_backend(model: str | Path, backend: str = "auto", device: str = "auto
     name = canonical_backend(backend)
     kind = model_kind(path)
     dev = (device or "auto").strip().lower()
-
     if name == "auto":
-        if kind == "engine":
-            return Selection("trt", path, dev, f"TensorRT: the model is a TensorRT engine ({path.suffix})")
-        if kind == "checkpoint":
-            return Selection(
-                "torch", path, dev,
-                "PyTorch: the model is a .safetensors checkpoint/run folder (export it with `engan export` to run "
-                "without torch)",
-            )
-        engine, no_trt = _why_not_trt(path, dev)
-        if engine is not None:
-            return Selection(
-                "trt", engine, dev,
-                f"TensorRT: engine {engine.name} next to {path.name} matches this GPU, tensorrt importable, "
-                "CUDA GPU present",
-            )
-        no_cuda = _why_not_ort_cuda(dev)
-        if not no_cuda:
-            return Selection(
-                "ort", path, "cuda" if dev == "auto" else dev,
-                f"ONNX Runtime CUDA: CUDAExecutionProvider available and a CUDA GPU present (TensorRT not used: {no_trt})",
-            )
-        int8, no_int8 = find_int8(path) if kind == "onnx" and cpu_int8 else (None, "")
-        if int8 is not None:
-            return Selection(
-                "ort", int8, "cpu" if dev == "auto" else dev,
-                f"ONNX Runtime CPU INT8: {int8.name}, the INT8 copy of {path.name} (about 2x faster than FP32 "
-                f"on a CPU; --backend ort runs {path.name} as given); {no_cuda} "
-                f"(TensorRT not used: {no_trt})",
-            )
-        return Selection(
-            "ort", path, "cpu" if dev == "auto" else dev,
-            f"ONNX Runtime CPU: {no_cuda} (TensorRT not used: {no_trt})"
-            + (f" (INT8 copy not used: {no_int8})" if no_int8 else ""),
-        )
+        return _auto(path, kind, dev, cpu_int8, dict(failed or {}))
+    return _explicit(path, kind, name, dev)
 
-    requested = f"backend '{name}' requested"
-    if name == "ort":
-        if kind != "onnx":
+
+def open_backend(model: str | Path, backend: str = "auto", options: BackendOptions | None = None,
+                 cpu_int8: bool = True) -> tuple[Backend, Selection]:
+    """Select a backend for ``model`` and build it, falling back down the auto rule where that is safe.
+
+    Under ``backend="auto"``, a TensorRT engine that will not load (sidecar mismatch, broken
+    install) gives way to ONNX Runtime, and a CUDA session that fails to start under
+    ``device="auto"`` to the CPU: a RuntimeWarning says so and the selection's reason
+    names the failure. Anything else is raised.
+
+    Raises:
+        ValueError: ``options.precision`` other than fp32 for a backend that runs the
+            artefact's own precision, or a backend that cannot run this model.
+        ModelLoadError / BackendUnavailable / BackendError: the model or backend cannot start.
+    """
+    options = options or BackendOptions()
+    failed: dict[str, str] = {}
+    warned: list[str] = []
+    while True:
+        sel = select_backend(model, backend, options.device, cpu_int8, failed)
+        if options.precision not in (None, "fp32") and sel.backend != "torch":
             raise ValueError(
-                f"backend 'ort' runs .onnx files; {path} is a {kind}: export it with `engan export`, or use "
-                f"backend='{'trt' if kind == 'engine' else 'torch'}'"
+                f"precision={options.precision!r} applies to the PyTorch backend only; the {sel.backend} backend "
+                "runs the artefact's precision (pass model.fp16.onnx / an fp16 engine instead)"
             )
-        return Selection("ort", path, dev, f"ONNX Runtime: {requested} (device {dev})")
-    if name == "trt":
-        if kind == "engine":
-            return Selection("trt", path, dev, f"TensorRT: {requested}")
-        if kind == "onnx":
-            engines = find_engines(path)
-            if not engines:
-                raise ValueError(
-                    f"backend 'trt' needs a TensorRT engine and none lies next to {path} (looked for "
-                    f"{path.stem}.*.engine/.plan); build one with `engan export --trt` or pass the .engine file"
-                )
-            compatible = [e for e in engines if engine_compatibility(e, _device_index(dev)) is None]
-            engine = (compatible or engines)[0]
-            return Selection("trt", engine, dev, f"TensorRT: {requested}, engine {engine.name} next to {path.name}")
-        raise ValueError(
-            f"backend 'trt' runs TensorRT engines; {path} is a checkpoint: export it with `engan export --trt`"
-        )
-    # torch
-    if kind == "checkpoint":
-        return Selection("torch", path, dev, f"PyTorch: {requested}")
-    sibling = path.with_suffix(".safetensors")
-    if sibling.is_file():
-        return Selection("torch", sibling, dev, f"PyTorch: {requested}, weights {sibling.name} next to {path.name}")
-    raise ValueError(
-        f"backend 'torch' runs .safetensors checkpoints or run folders; {path} is a {kind} file "
-        f"(and no {sibling.name} lies next to it): use backend='{'ort' if kind == 'onnx' else 'trt'}'"
-    )
+        try:
+            be = BACKENDS[sel.backend].create(sel.model, dataclasses.replace(options, device=sel.device))
+            break
+        except Exception as e:
+            cand = sel.candidate
+            if cand is None or not cand.falls_through(e, options.device, options):
+                raise
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            failed[cand.label] = f"{sel.model.name} failed to start ({first})"
+            warned.append(f"{cand.label} could not start {sel.model.name} ({first})")
+    for line in warned:
+        warnings.warn(f"{line}; using {sel.label}", RuntimeWarning, stacklevel=2)
+    return be, sel

@@ -87,3 +87,19 @@ def model_card(name: str) -> dict[str, Any]:
     if not path.is_file():
         return {}
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def shipped_version(path: str | Path) -> str:
+    """The release (``version`` in its card) of the shipped model a file belongs to, '' for other files.
+
+    ``engan-lite.onnx``, ``engan-lite.int8.onnx`` and ``engan-lite.safetensors`` in
+    :data:`SHIPPED_DIR` all belong to ``engan-lite``.
+    """
+    p = Path(path)
+    try:
+        if p.resolve().parent != SHIPPED_DIR:
+            return ""
+    except OSError:
+        return ""
+    card = model_card(p.name.split(".", 1)[0])
+    return str(card.get("version") or "")

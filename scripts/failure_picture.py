@@ -22,7 +22,7 @@ from engan.config import DegradeConfig
 from engan.data.degrade import degrade
 from engan.eval.datasets import fit_longest_side
 from engan.eval.enhancers import make_enhance_fn
-from engan.eval.metrics import to_uint8
+from engan.runtime.prepost import to_uint8
 from engan.eval.grid import compose_grid
 from engan.eval.public_dark import darken, sample_photo
 from engan.eval.runner import GridRow

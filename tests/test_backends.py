@@ -11,14 +11,10 @@ import pytest
 
 from engan.runtime import select
 from engan.runtime._optional import BackendUnavailable, is_installed, require
+from engan.runtime.parity import psnr
 from engan.runtime.backends import trt as trt_mod
 from engan.runtime.backends.base import BackendError, ModelLoadError
 from engan.runtime.backends.ort import OrtBackend, choose_providers, parse_device, physical_cores
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
 def _onnx_model(path: Path, inputs: list[tuple[str, int, list]], op: str = "Identity") -> Path:
@@ -77,7 +73,7 @@ def test_ort_matches_the_torch_backend(tiny_onnx, tiny_checkpoint):
         yo, yt = o.run(x), t.run(x)
         assert t.info.name == "torch" and t.meta.preset == "tiny" and t.meta.params == o.meta.params
         assert t.meta.checkpoint_sha256 == o.meta.checkpoint_sha256
-    assert psnr(yo, yt) >= 50.0, psnr(yo, yt)
+    assert psnr(yo, yt, peak=1.0) >= 50.0, psnr(yo, yt, peak=1.0)
 
 
 def test_closed_backend_refuses_to_run(tiny_onnx):
@@ -294,8 +290,12 @@ def test_auto_on_this_cpu_box(onnx_dir, monkeypatch):
     _simulate(monkeypatch, providers=["CPUExecutionProvider"], gpus=0, trt_installed=False)
     sel = select.select_backend(onnx_dir / "model.onnx")
     assert (sel.backend, sel.device, sel.model) == ("ort", "cpu", onnx_dir / "model.onnx")
-    assert sel.reason.startswith("ONNX Runtime CPU: onnxruntime has no CUDAExecutionProvider")
-    assert "TensorRT not used: tensorrt and cuda not installed" in sel.reason
+    assert sel.reason == (
+        "ONNX Runtime CPU: model.onnx as given (TensorRT not used: tensorrt and cuda not installed (pip install "
+        "'engan[trt]')) (ONNX Runtime CUDA not used: onnxruntime has no CUDAExecutionProvider (providers: "
+        "['CPUExecutionProvider']; install onnxruntime-gpu for CUDA)) (ONNX Runtime CPU INT8 not used: no "
+        "model.int8.onnx next to model.onnx)")
+    assert [label for label, _ in sel.passed_over] == ["TensorRT", "ONNX Runtime CUDA", "ONNX Runtime CPU INT8"]
 
 
 def test_auto_on_a_cuda_box_picks_ort_cuda(onnx_dir, monkeypatch):
@@ -348,7 +348,7 @@ def test_suffix_dispatch_and_explicit_backends(onnx_dir, tiny_checkpoint):
         select.select_backend(tiny_checkpoint, backend="ort")
     with pytest.raises(ValueError, match="backend 'torch' runs .safetensors checkpoints or run folders"):
         select.select_backend(onnx_dir / "model.onnx", backend="torch")
-    with pytest.raises(ValueError, match="unknown backend 'tflite'; use one of: auto, ort, trt, torch"):
+    with pytest.raises(ValueError, match="unknown backend 'tflite'; use one of: auto, trt, ort, torch"):
         select.select_backend(onnx_dir / "model.onnx", backend="tflite")
     engine.unlink()
     with pytest.raises(ValueError, match="backend 'trt' needs a TensorRT engine and none lies next to"):
@@ -414,8 +414,8 @@ def test_a_stale_int8_copy_is_not_used(onnx_dir, monkeypatch):
     _int8_copy(onnx_dir / "model.onnx", onnx_dir / "model.int8.onnx", checkpoint_sha256="0" * 64)
     sel = select.select_backend(onnx_dir / "model.onnx")
     assert sel.model == onnx_dir / "model.onnx"
-    assert sel.reason.endswith("(INT8 copy not used: model.int8.onnx was made from another checkpoint than "
-                               "model.onnx (stale; re-export))")
+    assert sel.reason.endswith("(ONNX Runtime CPU INT8 not used: model.int8.onnx was made from another checkpoint "
+                               "than model.onnx (stale; re-export))")
     (onnx_dir / "model.int8.onnx").write_bytes(b"\x08\x07garbage")
     sel = select.select_backend(onnx_dir / "model.onnx")
     assert sel.model == onnx_dir / "model.onnx" and "model.int8.onnx unreadable" in sel.reason

@@ -12,11 +12,7 @@ from conftest import make_image
 from PIL import Image
 
 from engan.runtime import Enhancer, ModelNotShippedError, prepost, shipped
-
-
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
+from engan.runtime.parity import psnr
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +68,7 @@ def test_rgb_uint8_keeps_kind_size_and_matches_the_backend(enh):
     out = enh.enhance(img)
     assert out.shape == img.shape and out.dtype == np.uint8 and out.flags.c_contiguous
     np.testing.assert_array_equal(out, prepost.to_uint8(_reference(enh, img / np.float32(255))))
-    assert psnr(out, img, 255) < 35  # the model does change the image
+    assert psnr(out, img, peak=255.0) < 35  # the model does change the image
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +110,7 @@ def test_warmup_runs_the_backend(enh):
 def test_gray_and_gray_alpha_arrays(enh):
     rgb = make_image(24, 40)
     gray = rgb[..., 1]
-    expected = prepost.to_uint8(prepost.rgb_to_luma(_reference(enh, prepost.gray_to_rgb(gray / np.float32(255)))))
+    expected = prepost.to_uint8(prepost.luma(_reference(enh, prepost.gray_to_rgb(gray / np.float32(255)))))
     out = enh.enhance(gray)
     assert out.shape == gray.shape and out.dtype == np.uint8
     np.testing.assert_array_equal(out, expected)
@@ -242,7 +238,7 @@ def test_tiled_matches_untiled(tiny_onnx, strong_onnx, model):
         tiled.backend.run = lambda a: (calls.append(a.shape), run(a))[1]
         out = tiled.enhance(x)
     assert len(calls) > 1 and all(n * h * w <= 192 * 192 for n, _, h, w in calls)
-    assert psnr(out, ref) >= 40.0, psnr(out, ref)
+    assert psnr(out, ref, peak=1.0) >= 40.0, psnr(out, ref, peak=1.0)
 
 
 def test_forced_tile_size(tiny_onnx):
@@ -319,10 +315,11 @@ def test_auto_falls_back_to_onnx_runtime_when_tensorrt_cannot_load(tmp_path, tin
     monkeypatch.setattr(select, "cuda_device_count", lambda: 1)
     monkeypatch.setattr(select, "is_installed", lambda m: True)
     monkeypatch.setattr(select, "engine_compatibility", lambda engine, index=0: None)
-    with pytest.warns(RuntimeWarning, match="TensorRT could not load"):
+    with pytest.warns(RuntimeWarning, match="TensorRT could not start model.gpu.trt10.fp16.engine .*; using ONNX Runtime"):
         e = Enhancer.load(tmp_path / "model.onnx", device="auto")
     assert e.info["backend"] == "onnxruntime"
-    assert e.info["reason"].startswith("ONNX Runtime: TensorRT failed to load model.gpu.trt10.fp16.engine")
+    assert e.info["reason"].startswith("ONNX Runtime CPU: model.onnx as given (TensorRT not used: "
+                                       "model.gpu.trt10.fp16.engine failed to start (")
     e.close()
 
 
@@ -370,9 +367,11 @@ def test_auto_falls_back_to_the_cpu_when_the_cuda_session_fails(tiny_onnx, monke
     monkeypatch.setattr(select, "ort_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(select, "cuda_device_count", lambda: 1)
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    with pytest.warns(RuntimeWarning, match="ONNX Runtime could not run on cuda"):
+    with pytest.warns(RuntimeWarning, match="ONNX Runtime CUDA could not start .*; using ONNX Runtime CPU"):
         e = Enhancer.load(tiny_onnx)
-    assert e.info["device"] == "cpu" and e.info["reason"].startswith("ONNX Runtime CPU: the CUDA session failed")
+    assert e.info["device"] == "cpu" and e.info["reason"].startswith(
+        f"ONNX Runtime CPU: {tiny_onnx.name} as given (TensorRT not used: ")
+    assert f"(ONNX Runtime CUDA not used: {tiny_onnx.name} failed to start (" in e.info["reason"]
     e.close()
     with pytest.raises(Exception, match="could not start CUDAExecutionProvider"):
         Enhancer.load(tiny_onnx, device="cuda")  # asked for CUDA explicitly: no silent CPU

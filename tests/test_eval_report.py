@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import make_image
 from engan.eval import metrics
-from engan.eval.datasets import DatasetError, list_images, list_pairs
+from engan.eval.datasets import DatasetError, folder_images, list_pairs
 from engan.eval.enhancers import Method, make_enhance_fn
 from engan.eval.report import render_markdown, tables_text, write_report
 from engan.eval.runner import INPUT_LABEL, EvalConfig, evaluate_paired, evaluate_unpaired, run_eval
@@ -48,7 +48,7 @@ def test_evaluate_paired_identity_matches_direct_metrics(paired):
     assert res["n_images"] == 3 and len(res["per_image"]) == 3
     lows = [np.asarray(Image.open(paired / "low" / f"{i}.png")) for i in (1, 2, 3)]
     highs = [np.asarray(Image.open(paired / "high" / f"{i}.png")) for i in (1, 2, 3)]
-    assert res["psnr"] == pytest.approx(np.mean([metrics.psnr(h, lo) for h, lo in zip(highs, lows)]))
+    assert res["psnr"] == pytest.approx(np.mean([metrics.psnr_8bit(h, lo) for h, lo in zip(highs, lows)]))
     assert res["ssim"] == pytest.approx(np.mean([metrics.ssim(h, lo) for h, lo in zip(highs, lows)]))
     assert [r["image"] for r in res["per_image"]] == ["1.png", "2.png", "3.png"]
 
@@ -79,7 +79,7 @@ def test_dataset_errors_name_the_folder(tmp_path, paired):
         list_pairs(paired)
     for name in ("10.png", "9.png", "b.png", "a.jpg"):
         Image.fromarray(make_image(8, 8)).save(tmp_path / name)
-    assert [p.name for p in list_images(tmp_path)] == ["9.png", "10.png", "a.jpg", "b.png"]
+    assert [p.name for p in folder_images(tmp_path)] == ["9.png", "10.png", "a.jpg", "b.png"]
 
 
 def test_run_eval_and_report_files(tmp_path, paired, unpaired, tiny_checkpoint):

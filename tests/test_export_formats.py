@@ -116,8 +116,10 @@ class FakeTrtBackend:
     made: list[tuple[str, str]] = []
     ran: list[tuple[int, ...]] = []
 
-    def __init__(self, path, device="auto"):
-        FakeTrtBackend.made.append((Path(path).name, device))
+    def __init__(self, path, options=None, **overrides):  # the constructor every backend shares
+        from engan.runtime.backends.base import BackendOptions
+
+        FakeTrtBackend.made.append((Path(path).name, BackendOptions.of(options, **overrides).device))
 
     def run(self, x: np.ndarray) -> np.ndarray:
         FakeTrtBackend.ran.append(tuple(x.shape))
@@ -155,7 +157,8 @@ def test_parity_runs_every_artefact_on_its_rows_runtime_backend(monkeypatch, tmp
     engine = tmp_path / "model.gpu.trt10.fp16.engine"
     engine.write_bytes(b"plan")
     result.files["engine"] = engine
-    monkeypatch.setitem(select.BACKENDS, "trt", f"{__name__}:FakeTrtBackend")
+    fake_row = dataclasses.replace(select.BACKENDS["trt"], target=f"{__name__}:FakeTrtBackend")
+    monkeypatch.setitem(select.BACKENDS, "trt", fake_row)
     FakeTrtBackend.made, FakeTrtBackend.ran = [], []
     report = _parity(load_generator(tiny_checkpoint), result, cfg)
     assert FakeTrtBackend.made == [(engine.name, "cuda")] and FakeTrtBackend.ran == [(1, 3, 48, 64)]

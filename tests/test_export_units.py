@@ -316,16 +316,16 @@ def test_triton_config_rejects_bad_values():
 def test_parity_maths():
     ref = np.zeros((1, 3, 16, 16), np.float32)
     cand = ref.copy()
-    assert psnr(ref, cand) == math.inf and max_abs(ref, cand) == 0.0
+    assert psnr(ref, cand, peak=1.0) == math.inf and max_abs(ref, cand) == 0.0
     cand[0, 0, 0, 0] = 0.5
     mse = 0.25 / ref.size
-    assert psnr(ref, cand) == pytest.approx(10 * math.log10(1 / mse))
+    assert psnr(ref, cand, peak=1.0) == pytest.approx(10 * math.log10(1 / mse))
     assert max_abs(ref, cand) == 0.5
     s = compare(ref, cand)
     assert (s.max_abs, s.mean_abs) == (0.5, pytest.approx(0.5 / ref.size))
-    assert s.psnr_db == pytest.approx(psnr(ref, cand))
-    assert psnr(ref * 255, cand * 255, peak=255.0) == pytest.approx(psnr(ref, cand))
+    assert s.psnr_db == pytest.approx(psnr(ref, cand, peak=1.0))
+    assert psnr(ref * 255, cand * 255, peak=255.0) == pytest.approx(psnr(ref, cand, peak=1.0))
     noisy = ref + 0.01  # uniform error 0.01 -> exactly 40 dB
-    assert psnr(ref, noisy) == pytest.approx(40.0, abs=1e-4)
+    assert psnr(ref, noisy, peak=1.0) == pytest.approx(40.0, abs=1e-4)
     with pytest.raises(ValueError, match=r"different shapes: reference \(1, 3, 16, 16\), candidate \(1, 3, 16\)"):
-        psnr(ref, ref[..., 0])
+        psnr(ref, ref[..., 0], peak=1.0)

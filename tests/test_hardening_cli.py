@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engan.runtime import cli, entry
+from engan.runtime import entry
+from engan.runtime.cli import pipeline
 from engan.runtime import imageio as iio
 from engan.runtime.meta import MAX_ONNX_FIELDS, MAX_ONNX_READ, read_onnx_metadata
 from engan.runtime.select import find_int8
@@ -128,10 +129,10 @@ def test_a_2gb_zero_filled_int8_sibling_is_skipped_in_well_under_a_second(tmp_pa
     assert float(seconds) < 1.0
     assert reason == "m.int8.onnx unreadable (not an ONNX model: invalid protobuf field number 0 at byte 0)"
     save(tmp_path / "in" / "a.png", rgb(16, 16))
-    r = run_cli(tmp_path / "in", tmp_path / "out", "--device", "cpu", model=model)
+    r = run_cli(tmp_path / "in", tmp_path / "out", "--device", "cpu", "--verbose", model=model)
     assert r.exit_code == 0 and counts(r) == (1, 0, 0)
-    assert ("(INT8 copy not used: m.int8.onnx unreadable (not an ONNX model: invalid protobuf field number 0 at "
-            "byte 0))") in r.stderr
+    assert ("  not used  ONNX Runtime CPU INT8: m.int8.onnx unreadable (not an ONNX model: invalid protobuf field "
+            "number 0 at byte 0)\n") in r.stderr
 
 
 def test_an_unreadable_fp32_file_is_named_as_the_unreadable_one(tmp_path, tiny_onnx):
@@ -248,14 +249,14 @@ def test_index_html_that_cannot_be_written_is_one_failed_line(tmp_path, fake, mo
     if problem == "disk full":
         import errno
 
-        real = iio.atomic_open
+        real = iio.encode.atomic_open
 
         def full(path, mode="wb"):
             if Path(path).name == "index.html":
                 raise OSError(errno.ENOSPC, "No space left on device")
             return real(path, mode)
 
-        monkeypatch.setattr(iio, "atomic_open", full)
+        monkeypatch.setattr(iio.encode, "atomic_open", full)
     r = run_cli(src, out, "--html", "--overwrite")
     why = "is a directory" if problem.startswith("a folder") else "no space left on device"
     assert r.exit_code == 1 and counts(r) == (1, 0, 0)
@@ -310,7 +311,10 @@ def test_control_characters_in_names_are_shown_as_escapes_everywhere(tmp_path, t
     assert not CONTROL.search(text), repr(text)
     assert failed_lines(r) == [f"FAILED {src}/bad\\x1b[2J.png: truncated (the image data ends early)"]
     assert len(SUMMARY.findall(r.stdout)) == 1
-    assert "model=m\\x1b[31m.onnx" in r.stderr
+    assert "model=m\\x1b[31m.onnx" not in r.stderr  # the first line names the model by its metadata
+    verbose = run_cli(src, tmp_path / "out2", "--verbose", "--backend", "ort", model=model)
+    assert "\n  model     m\\x1b[31m.onnx (tiny preset, " in verbose.stderr
+    assert not CONTROL.search(verbose.stderr.replace("\r", ""))
     assert f"warning: {src}/anim\\r.gif: animated GIF (2 frames): only the first frame is enhanced" in r.stderr
     page = (out / "index.html").read_text("utf-8")
     assert not CONTROL.search(page.replace("\n", "")) and "\n" not in "".join(re.findall(r"<b>[^<]*</b>", page))
@@ -324,7 +328,7 @@ def href_free(page: str) -> str:
 
 
 def test_printable_escapes_controls_and_keeps_letters():
-    from engan.runtime.report import display_path, printable
+    from engan.runtime.cli.console import display_path, printable
 
     assert printable("a\x1b]0;x\x07\n\r\t\x7f\x85\u2028\u202e b café") == \
         "a\\x1b]0;x\\x07\\n\\r\\t\\x7f\\x85\\u2028\\u202e b café"
@@ -374,7 +378,7 @@ class Signalling(FakeEnhancer):
     (signal.SIGINT, 130, "interrupted"),
 ])
 def test_sighup_sigterm_and_sigint_mid_run_share_one_clean_stop(tmp_path, monkeypatch, signum, code, said):
-    monkeypatch.setattr(cli, "load_enhancer", lambda opts: Signalling(signum))
+    monkeypatch.setattr(pipeline, "load_enhancer", lambda opts: Signalling(signum))
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(6):
         save(src / f"{i}.png", rgb(16, 16, seed=i))
@@ -384,7 +388,7 @@ def test_sighup_sigterm_and_sigint_mid_run_share_one_clean_stop(tmp_path, monkey
     assert r.exit_code == code and counts(r) == (2, 0, 0)
     assert f"{said}: outputs written so far are complete; rerun with --skip-existing to finish" in r.stderr
     assert sorted(os.listdir(out)) == ["0.png", "1.png"]  # no temp file
-    monkeypatch.setattr(cli, "load_enhancer", lambda opts: FakeEnhancer())
+    monkeypatch.setattr(pipeline, "load_enhancer", lambda opts: FakeEnhancer())
     r = run_cli(src, out, "--skip-existing", "-q")  # a rerun finishes
     assert r.exit_code == 0 and visible(out) == [f"{i}.png" for i in range(6)]
 
@@ -471,7 +475,7 @@ def test_big_endian_pixels_are_converted_and_kept_big_endian(enhancer):
 
 def test_thread_counts_are_bounded_and_said(tiny_onnx, tmp_path):
     from engan.runtime import Enhancer
-    from engan.runtime.enhancer import bound_threads, usable_cpus
+    from engan.runtime.backends.base import bound_threads, usable_cpus
 
     cpus = usable_cpus()
     assert bound_threads(None) == (None, "") and bound_threads(1) == (1, "")

@@ -22,7 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from engan.runtime import Enhancer, cli
+from engan.runtime import Enhancer
+from engan.runtime.cli import jobs, pipeline
+from engan.runtime.cli.main import main as infer_main
 from engan.runtime import imageio as iio
 from tests.conftest import make_image
 from tests.test_report import parse_links, resolve
@@ -32,7 +34,7 @@ SUMMARY = re.compile(r"^(\d+) enhanced, (\d+) failed, (\d+) skipped in \d+\.\d s
 
 def run_cli(*args, model: Path | None = None):
     argv = [os.fspath(a) for a in args] + (["--model", os.fspath(model)] if model is not None else [])
-    return CliRunner().invoke(cli.main, argv, catch_exceptions=False)
+    return CliRunner().invoke(infer_main, argv, catch_exceptions=False)
 
 
 def counts(r) -> tuple[int, int, int]:
@@ -59,7 +61,7 @@ def enh(tiny_onnx):
 @pytest.fixture
 def shared(monkeypatch, enh):
     """Run the CLI with the module's enhancer (loaded once)."""
-    monkeypatch.setattr(cli, "load_enhancer", lambda opts: enh)
+    monkeypatch.setattr(pipeline, "load_enhancer", lambda opts: enh)
     return enh
 
 
@@ -142,7 +144,7 @@ def test_permission_denied_by_the_os_is_one_failure(tmp_path, shared, monkeypatc
             raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
         return real_open(path, *a, **k)
 
-    monkeypatch.setattr(iio, "open", guarded_open, raising=False)  # the module's open() of input files
+    monkeypatch.setattr(iio.decode, "open", guarded_open, raising=False)  # the decoder's open() of input files
     r = run_cli(src, out)
     assert r.exit_code == 1 and counts(r) == (1, 1, 0)
     assert failed_lines(r) == [f"FAILED {locked}: unreadable (permission denied)"]
@@ -192,7 +194,7 @@ def test_output_dir_on_a_read_only_location(tmp_path, shared, monkeypatch):
     def read_only(*a, **k):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(cli.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(jobs.tempfile, "mkstemp", read_only)
     r = run_cli(img, tmp_path / "ro")
     assert r.exit_code == 2
     assert (f"Invalid value for OUTPUT_DIR: cannot write to '{tmp_path / 'ro'}': read-only file system; choose "

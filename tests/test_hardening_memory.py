@@ -50,7 +50,8 @@ def test_rss_is_flat_over_500_consecutive_images(tiny_onnx):
 
 
 def test_rss_is_flat_over_a_folder_of_300_files_through_engan_infer(tmp_path, tiny_onnx, monkeypatch):
-    from engan.runtime import cli
+    from engan.runtime.cli import pipeline
+    from engan.runtime.cli.main import main as infer_main
 
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
@@ -75,8 +76,8 @@ def test_rss_is_flat_over_a_folder_of_300_files_through_engan_infer(tmp_path, ti
         def enhance_batch(self, images):
             return [self.enhance(im) for im in images]
 
-    monkeypatch.setattr(cli, "load_enhancer", lambda opts: Measured())
-    r = CliRunner().invoke(cli.main, [str(src), str(out), "--workers", "2", "--quiet"], catch_exceptions=False)
+    monkeypatch.setattr(pipeline, "load_enhancer", lambda opts: Measured())
+    r = CliRunner().invoke(infer_main, [str(src), str(out), "--workers", "2", "--quiet"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert len(os.listdir(out)) == n
     growth = marks[n] - marks[WARM]

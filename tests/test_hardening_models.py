@@ -24,7 +24,7 @@ from PIL import Image
 
 from conftest import REPO, make_image
 from engan.runtime import Enhancer
-from engan.runtime import cli as infer_cli
+from engan.runtime.cli.main import main as infer_main
 from engan.runtime.backends.base import ModelLoadError
 
 
@@ -32,7 +32,7 @@ def infer(tmp_path: Path, model: Path | str):
     """engan-infer on one small image; returns (result, output folder)."""
     src, out = tmp_path / "in.png", tmp_path / "out"
     Image.fromarray(make_image(16, 24)).save(src)
-    r = CliRunner().invoke(infer_cli.main, [str(src), str(out), "--model", str(model)], catch_exceptions=False)
+    r = CliRunner().invoke(infer_main, [str(src), str(out), "--model", str(model)], catch_exceptions=False)
     return r, out
 
 

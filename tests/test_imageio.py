@@ -305,7 +305,7 @@ def test_write_is_atomic_when_the_encoder_fails(tmp_path, monkeypatch):
         broken_save(None, fh)
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
-    monkeypatch.setattr(iio, "write_png_array", broken_png)
+    monkeypatch.setattr(iio.encode, "write_png_array", broken_png)
     with pytest.raises(iio.EncodeError, match=r"^could not write o\.png: no space left on device$"):
         iio.write_image(tmp_path / "o.png", img)
     assert list(tmp_path.iterdir()) == []
@@ -315,7 +315,7 @@ def test_write_keeps_the_old_file_when_replacing_fails(tmp_path, monkeypatch):
     target = save(tmp_path / "o.png", Image.fromarray(make_image(8, 8)))
     before = target.read_bytes()
     monkeypatch.setattr(Image.Image, "save", lambda self, fp, **k: (_ for _ in ()).throw(ValueError("boom")))
-    monkeypatch.setattr(iio, "write_png_array", lambda fh, arr, **k: (_ for _ in ()).throw(ValueError("boom")))
+    monkeypatch.setattr(iio.encode, "write_png_array", lambda fh, arr, **k: (_ for _ in ()).throw(ValueError("boom")))
     with pytest.raises(iio.EncodeError, match=r"^could not encode o\.png as PNG: boom$"):
         iio.write_image(target, Image.fromarray(make_image(8, 8, seed=1)))
     assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["o.png"]

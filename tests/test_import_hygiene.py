@@ -84,9 +84,38 @@ def test_no_runtime_module_imports_heavy_packages_at_module_level():
     for path in sorted(RUNTIME.rglob("*.py")):
         for name in _top_level_imports(path):
             root = name.split(".")[0]
-            if root in HEAVY or any(name == t or name.startswith(t + ".") for t in TRAINING):
+            outside = name == "engan" or (name.startswith("engan.") and not name.startswith("engan.runtime"))
+            if root in HEAVY or outside or any(name == t or name.startswith(t + ".") for t in TRAINING):
                 offenders.append(f"{path.relative_to(REPO)}: import {name}")
     assert offenders == [], "move these imports inside the functions that need them:\n" + "\n".join(offenders)
+
+
+EVERY_MODULE_SCRIPT = r"""
+import importlib, json, pkgutil, sys
+for name in ("torch", "onnx", "tensorrt", "safetensors", "torchvision", "scipy", "skimage"):
+    sys.modules[name] = None  # importing any of them now raises ImportError
+import engan.runtime as rt
+names = ["engan.runtime"] + [m.name for m in pkgutil.walk_packages(rt.__path__, "engan.runtime.")
+                             if not m.name.endswith(".__main__")]  # that one runs the command
+for name in names:
+    importlib.import_module(name)
+loaded = sorted(m for m in sys.modules if m.startswith("engan.") and not m.startswith("engan.runtime")
+                and sys.modules[m] is not None)
+heavy = sorted(m for m in ("onnxruntime", "tensorrt", "cuda") if sys.modules.get(m) is not None)
+print(json.dumps({"modules": names, "outside": loaded, "heavy": heavy}))
+"""
+
+
+def test_every_runtime_module_imports_without_torch_or_training_code():
+    """Each module under runtime/ (the CLI package, imageio, prepost, backends, new ones too) imports with
+    torch, onnx and tensorrt blocked, and pulls in nothing of engan outside engan.runtime."""
+    res = subprocess.run([sys.executable, "-c", EVERY_MODULE_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    on_disk = {".".join(("engan", "runtime", *p.relative_to(RUNTIME).with_suffix("").parts)).removesuffix(".__init__")
+               for p in RUNTIME.rglob("*.py") if p.name != "__main__.py"}
+    assert on_disk <= set(report["modules"]) | {"engan.runtime"}
+    assert report["outside"] == [] and report["heavy"] == []
 
 
 def test_importing_engan_runtime_is_cheap():

@@ -18,7 +18,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from engan.runtime import cli
+from engan.runtime.cli import jobs, pipeline
+from engan.runtime.cli.main import main as infer_main
 from engan.runtime import imageio as iio
 from tests.conftest import REPO, make_image
 from tests.test_imageio import paeth_png16, png_bytes, srgb_icc
@@ -31,7 +32,7 @@ def run_cli(*args: str | os.PathLike, model: Path | None = None):
     argv = [os.fspath(a) for a in args]
     if model is not None:
         argv += ["--model", os.fspath(model)]
-    return CliRunner().invoke(cli.main, argv, catch_exceptions=False)
+    return CliRunner().invoke(infer_main, argv, catch_exceptions=False)
 
 
 def counts(result) -> tuple[int, int, int]:
@@ -78,7 +79,7 @@ class FakeEnhancer:
 @pytest.fixture
 def fake(monkeypatch):
     enh = FakeEnhancer()
-    monkeypatch.setattr(cli, "load_enhancer", lambda opts: enh)
+    monkeypatch.setattr(pipeline, "load_enhancer", lambda opts: enh)
     return enh
 
 
@@ -212,21 +213,21 @@ def test_unreadable_file_is_one_failure(tmp_path, tiny_onnx, monkeypatch):
     src, out = tmp_path / "in", tmp_path / "out"
     save(src / "a.png", rgb(16, 16))
     save(src / "locked.png", rgb(16, 16))
-    real = cli.read_image
+    real = pipeline.read_image
 
     def read(path, *a, **k):
         if path.name == "locked.png":
             raise iio.DecodeError("unreadable", iio.REASON_PERMISSION)
         return real(path, *a, **k)
 
-    monkeypatch.setattr(cli, "read_image", read)
+    monkeypatch.setattr(pipeline, "read_image", read)
     r = run_cli(src, out, model=tiny_onnx)
     assert r.exit_code == 1 and failed_lines(r) == [f"FAILED {src / 'locked.png'}: unreadable (permission denied)"]
 
 
 def test_enhancer_failure_is_one_failure(tmp_path, monkeypatch):
     enh = FakeEnhancer(fail_width=33)
-    monkeypatch.setattr(cli, "load_enhancer", lambda opts: enh)
+    monkeypatch.setattr(pipeline, "load_enhancer", lambda opts: enh)
     src, out = tmp_path / "in", tmp_path / "out"
     save(src / "a.png", rgb(16, 20))
     save(src / "b.png", rgb(16, 33))
@@ -249,7 +250,7 @@ def test_encoder_failure_leaves_nothing_partial(tmp_path, tiny_onnx, monkeypatch
             raise OSError(28, "No space left on device")
         return real_save(self, fp, format=format, **params)
 
-    real_png = iio.write_png_array
+    real_png = iio.encode.write_png_array
 
     def png_fails_for_b(fh, arr, **kw):  # the fast PNG writer (zlib level <= 3, the default)
         if arr.shape[:2] == (16, 24):
@@ -258,7 +259,7 @@ def test_encoder_failure_leaves_nothing_partial(tmp_path, tiny_onnx, monkeypatch
         return real_png(fh, arr, **kw)
 
     monkeypatch.setattr(Image.Image, "save", save_fails_for_b)
-    monkeypatch.setattr(iio, "write_png_array", png_fails_for_b)
+    monkeypatch.setattr(iio.encode, "write_png_array", png_fails_for_b)
     r = run_cli(src, out, "--workers", "2", model=tiny_onnx)
     assert r.exit_code == 1
     assert failed_lines(r) == [f"FAILED {src / 'b.png'}: could not write b.png: no space left on device"]
@@ -271,7 +272,7 @@ def test_killed_midway_leaves_only_complete_files_and_resumes(tmp_path, tiny_onn
     n = 12
     for i in range(n):
         save(src / f"{i:02d}.png", rgb(96, 128, seed=i))
-    code = ("import sys; sys.modules['torch'] = None; from engan.runtime.cli import main; "
+    code = ("import sys; sys.modules['torch'] = None; from engan.runtime.cli.main import main; "
             "main(sys.argv[1:])")
     cmd = [sys.executable, "-c", code, str(src), str(out), "--model", str(tiny_onnx), "--quiet", "--workers", "2"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -360,7 +361,7 @@ def test_output_dir_problems_are_usage_errors(tmp_path, tiny_onnx, monkeypatch):
     def no_write(*a, **k):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(cli.tempfile, "mkstemp", no_write)
+    monkeypatch.setattr(jobs.tempfile, "mkstemp", no_write)
     r = run_cli(tmp_path / "a.png", tmp_path / "ro", model=tiny_onnx)
     assert r.exit_code == 2
     assert (f"Invalid value for OUTPUT_DIR: cannot write to '{tmp_path / 'ro'}': permission denied; "
@@ -382,13 +383,48 @@ def test_usage_errors_exit_2(tmp_path, tiny_onnx):
     assert not (tmp_path / "o" / "a.png").exists()
 
 
+def test_first_line_names_the_model_its_precision_and_the_backend(tmp_path, tiny_onnx):
+    save(tmp_path / "in" / "a.png", rgb(16, 16))
+    r = run_cli(tmp_path / "in", tmp_path / "out", "--backend", "ort", model=tiny_onnx)
+    assert r.exit_code == 0
+    assert r.stderr.splitlines()[0] == f"tiny-test · FP32 · ONNX Runtime CPU · 1 image(s) -> {tmp_path / 'out'}"
+    shipped = run_cli(tmp_path / "in", tmp_path / "shipped")  # the shipped model, --backend auto on this CPU
+    assert re.fullmatch(rf"engan-lite v\d+ · INT8 · ONNX Runtime CPU · 1 image\(s\) -> {re.escape(str(tmp_path))}/shipped",
+                        shipped.stderr.splitlines()[0]), shipped.stderr
+    assert "not used" not in shipped.stderr and "  chosen " not in shipped.stderr  # the reasons are for --verbose
+
+
+def test_verbose_says_why_this_backend_and_why_not_the_others(tmp_path, tiny_onnx):
+    save(tmp_path / "in" / "a.png", rgb(16, 16))
+    r = run_cli(tmp_path / "in", tmp_path / "out", "-v", "--threads", "1", model=tiny_onnx)
+    assert r.exit_code == 0
+    lines = r.stderr.replace("\r", "\n").splitlines()
+    detail = lines[1:lines.index(next(line for line in lines if line.startswith("  tiling"))) + 1]
+    assert [line[:12] for line in detail] == ["  model     ", "  chosen    ", "  not used  ", "  not used  ",
+                                              "  not used  ", "  runtime   ", "  tiling    "]
+    assert detail[0] == f"  model     {tiny_onnx.name} (tiny preset, {detail[0].split(', ')[1]}, exported by engan 0.1.0)"
+    assert detail[1] == f"  chosen    ONNX Runtime CPU: {tiny_onnx.name} as given"
+    assert detail[2].startswith("  not used  TensorRT: ") and detail[3].startswith("  not used  ONNX Runtime CUDA: ")
+    assert detail[4] == f"  not used  ONNX Runtime CPU INT8: no {tiny_onnx.stem}.int8.onnx next to {tiny_onnx.name}"
+    assert detail[5].startswith("  runtime   onnxruntime ") and detail[5].endswith(", 1 threads")
+    assert detail[6] == "  tiling    images above 1,000,000 pixels run as tiles, 64 px overlap"
+    assert counts(r) == (1, 0, 0)
+
+
+def test_help_starts_with_one_short_sentence():
+    r = CliRunner().invoke(infer_main, ["--help"])
+    first = r.output.splitlines()[2].strip()
+    assert first == "Enhance low-light photos with EnlightenGAN, without PyTorch."
+    assert not re.search(r"\bv\d+\b|20\d\d-\d\d", r.output)  # no model release or date in the help
+
+
 def test_help_explains_every_option_and_default():
-    r = CliRunner().invoke(cli.main, ["--help"])
+    r = CliRunner().invoke(infer_main, ["--help"])
     assert r.exit_code == 0
     text = " ".join(r.output.split())
     for opt in ("--model", "--backend", "--device", "--ext", "--quality", "--png-compress", "--suffix", "--skip-existing",
                 "--overwrite", "--recursive", "--max-pixels", "--tile", "--threads", "--max-image-pixels",
-                "--workers", "--batch", "--compare", "--html", "--fade-bright", "--fade-range", "--quiet"):
+                "--workers", "--batch", "--compare", "--html", "--fade-bright", "--fade-range", "--verbose", "--quiet"):
         assert opt in text, opt
     for default in ("[default: png]", "[default: 95;", "[default: 2;", "[default: auto]",
                     "[default: the shipped model]", "[default: 128000000;", "[default: 1;",
@@ -536,7 +572,7 @@ def test_interrupt_keeps_complete_outputs_and_exits_130(tmp_path, monkeypatch):
                 raise KeyboardInterrupt
             return super().enhance(image)
 
-    monkeypatch.setattr(cli, "load_enhancer", lambda opts: Interrupting())
+    monkeypatch.setattr(pipeline, "load_enhancer", lambda opts: Interrupting())
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(6):
         save(src / f"{i}.png", rgb(16, 16, seed=i))
@@ -569,7 +605,7 @@ def shared_enhancer(tiny_onnx):
        ext=st.sampled_from(["png", "jpg", "webp", "same"]), workers=st.integers(0, 3))
 def test_any_image_is_enhanced_or_fails_cleanly(tmp_path_factory, monkeypatch, shared_enhancer,
                                                  h, w, mode, fmt, cut, ext, workers):
-    monkeypatch.setattr(cli, "load_enhancer", lambda opts: shared_enhancer)
+    monkeypatch.setattr(pipeline, "load_enhancer", lambda opts: shared_enhancer)
     base = tmp_path_factory.mktemp("prop")
     src, out = base / "in", base / "out"
     im = rgb(h, w).convert(mode) if mode != "I;16" else Image.fromarray(
@@ -608,7 +644,7 @@ def test_fade_bright_leaves_well_exposed_photos_and_says_so_when_off(tmp_path, t
     assert len(warned) == 1 and "bright.png" in warned[0] and "--fade-bright leaves them as they are" in warned[0]
     faded = run_cli(src, tmp_path / "faded", "--fade-bright", "--html", model=tiny_onnx)
     assert faded.exit_code == 0 and "already well exposed" not in faded.stderr
-    assert "fade-bright=0.15-0.42" in faded.stderr.splitlines()[0]  # the first line says it is on
+    assert faded.stderr.splitlines()[0].endswith(" · fade-bright 0.15-0.42")  # the first line says it is on
     # the bright photo comes back as it went in; the dark one gets the model's output unchanged
     assert np.array_equal(np.asarray(Image.open(tmp_path / "faded" / "bright.png")), np.asarray(Image.open(src / "bright.png")))
     assert not np.array_equal(np.asarray(Image.open(tmp_path / "plain" / "bright.png")), np.asarray(Image.open(src / "bright.png")))

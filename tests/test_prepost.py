@@ -9,11 +9,6 @@ from hypothesis import strategies as st
 from engan.runtime import prepost
 
 
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
-
-
 # ------------------------------------------------------------------ dtypes and rounding
 def test_uint8_round_trip_is_exact_for_every_value():
     u = np.arange(256, dtype=np.uint8)
@@ -55,7 +50,7 @@ def test_layout_helpers():
     gray = np.float32([[0.2, 0.4]])
     rgb = prepost.gray_to_rgb(gray)
     assert rgb.shape == (1, 2, 3)
-    np.testing.assert_allclose(prepost.rgb_to_luma(rgb), gray, atol=1e-6)  # weights sum to 1
+    np.testing.assert_allclose(prepost.luma(rgb), gray, atol=1e-6)  # weights sum to 1
 
 
 # ------------------------------------------------------------------ padding

@@ -1,4 +1,4 @@
-"""Result page and before|after images (engan.runtime.report)."""
+"""Result page and before|after images (engan.runtime.cli.html, engan.runtime.imageio.encode)."""
 from __future__ import annotations
 
 import html.parser
@@ -10,14 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engan.runtime.report import (
-    ReportEntry,
-    compare_image,
-    display_path,
-    href,
-    render_index_html,
-    write_index_html,
-)
+from engan.runtime.cli.console import display_path
+from engan.runtime.cli.html import ReportEntry, href, render_index_html, write_index_html
+from engan.runtime.imageio import compare_image
 from tests.conftest import make_image
 
 

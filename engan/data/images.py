@@ -1,6 +1,7 @@
 """Find and decode training images once into RAM (uint8 RGB arrays).
 
-Folders are scanned recursively for PNG, JPEG, BMP, TIFF and WebP files. Files
+Folders are scanned recursively for image files (the runtime's listing,
+:func:`engan.runtime.imageio.listing.list_images`, and its suffixes). Files
 that cannot be decoded, or are smaller than the training crop, are skipped with
 one warning line each that names the file and the reason. A missing folder, an
 empty one, or one where every file was skipped is a :class:`DataError` raised
@@ -16,10 +17,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-log = logging.getLogger("engan.data")
+from engan.runtime.imageio.listing import IMAGE_EXTENSIONS
+from engan.runtime.imageio.listing import list_images as _list_folder
+from engan.runtime.prepost import uint16_to_uint8
 
-#: File suffixes the scanner picks up (case-insensitive).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+log = logging.getLogger("engan.data")
 
 
 class DataError(ValueError):
@@ -50,17 +52,21 @@ class ImageBank:
         return sum(im.nbytes for im in self.images)
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted); raises :class:`DataError` if unusable."""
+def training_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files under ``folder`` (recursive, in sorted path order); raises :class:`DataError` if unusable.
+
+    The path order (not the listing's natural order) is what fixes which image a seeded
+    sampler draws, so runs stay reproducible.
+    """
     root = Path(folder)
     if not root.exists():
         raise DataError(f"image folder not found: {root} (check the path passed to --low/--normal)")
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; pass a folder of images to --low/--normal")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(_list_folder(root, recursive=True))
     if not files:
         raise DataError(
-            f"no images in {root} (looked recursively for {', '.join(IMAGE_SUFFIXES)}); "
+            f"no images in {root} (looked recursively for {', '.join(IMAGE_EXTENSIONS)}); "
             "put training images there or pass another folder"
         )
     return files
@@ -69,8 +75,8 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 def to_uint8_rgb(img: Image.Image) -> np.ndarray:
     """Convert any PIL image (L, LA, P, RGBA, I;16, CMYK, ...) to an HxWx3 uint8 RGB array."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        a = np.asarray(img, dtype=np.float64)
-        a = np.clip(a / 257.0 if a.max() > 255 else a, 0, 255).round().astype(np.uint8)
+        a = np.asarray(img)
+        a = uint16_to_uint8(a) if a.max() > 255 else np.clip(a, 0, 255).astype(np.uint8)
         return np.repeat(a[..., None], 3, axis=-1)
     if img.mode != "RGB":
         img = img.convert("RGB")
@@ -94,7 +100,7 @@ def load_folder(folder: str | os.PathLike, min_size: int = 0) -> ImageBank:
     images: list[np.ndarray] = []
     paths: list[Path] = []
     skipped: list[tuple[Path, str]] = []
-    for path in list_images(root):
+    for path in training_images(root):
         try:
             with Image.open(path) as im:
                 im.load()

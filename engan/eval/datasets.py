@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-#: File suffixes read as images.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from engan.runtime.imageio.listing import IMAGE_EXTENSIONS, list_images
+from engan.runtime.prepost import uint16_to_uint8
 
 
 class DatasetError(ValueError):
@@ -49,13 +49,13 @@ def default_peers_dir() -> Path:
     return shared_root() / "peers"
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files of a folder, sorted by name (numeric names in numeric order)."""
+def folder_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files of a folder (not its sub-folders), numeric names in numeric order
+    (:func:`engan.runtime.imageio.listing.list_images`); a missing folder is a :class:`DatasetError`."""
     d = Path(folder)
     if not d.is_dir():
         raise DatasetError(f"image folder not found: {d}")
-    files = [p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(files, key=lambda p: (0, int(p.stem), p.name) if p.stem.isdigit() else (1, 0, p.name))
+    return list_images(d)
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,9 @@ def list_pairs(folder: str | os.PathLike) -> list[Pair]:
     for sub in (low_dir, high_dir):
         if not sub.is_dir():
             raise DatasetError(f"{d} is not a paired set: {sub} is missing (expected {d}/low/ and {d}/high/ with matching names)")
-    highs = {p.stem: p for p in list_images(high_dir)}
+    highs = {p.stem: p for p in folder_images(high_dir)}
     pairs, missing = [], []
-    for p in list_images(low_dir):
+    for p in folder_images(low_dir):
         if p.stem in highs:
             pairs.append(Pair(p.stem, p, highs[p.stem]))
         else:
@@ -87,7 +87,7 @@ def list_pairs(folder: str | os.PathLike) -> list[Pair]:
     if missing:
         raise DatasetError(f"{high_dir} has no ground truth for {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
     if not pairs:
-        raise DatasetError(f"{low_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise DatasetError(f"{low_dir} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     return pairs
 
 
@@ -97,8 +97,8 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
 
     with Image.open(path) as im:
         if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            a = np.asarray(im, dtype=np.float64)
-            a = np.rint(a / (65535.0 if a.max() > 255 else 255.0) * 255.0).astype(np.uint8)
+            a = np.asarray(im)
+            a = uint16_to_uint8(a) if a.max() > 255 else np.clip(a, 0, 255).astype(np.uint8)
             return np.repeat(a[..., None], 3, axis=2)
         return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
 

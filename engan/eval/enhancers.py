@@ -61,7 +61,7 @@ def runtime_enhance_fn(model: str | os.PathLike | None, backend: str = "auto",
     Tiling is switched off (``max_pixels=0``) so every image runs whole, and the INT8 copy
     next to an ``.onnx`` is not substituted (``cpu_int8=False``): the file given is scored.
     """
-    from engan.models.checkpoint import file_sha256
+    from engan.runtime.meta import file_sha256
     from engan.runtime import Enhancer
     from engan.runtime import ModelLoadError as RuntimeModelLoadError
 

@@ -1,10 +1,13 @@
 """Full-reference metrics (PSNR, SSIM), mean brightness and clipping, on 8-bit RGB images.
 
 Protocol (the usual LOL one, as in the LLIE survey and Retinexformer tables): both
-images are HxWx3 ``uint8`` RGB (the enhanced output is rounded to 8 bits first);
-PSNR and SSIM come from scikit-image with ``data_range=255``; SSIM is computed on the
-three colour channels (``channel_axis=-1``, 7x7 uniform window, the scikit-image
-defaults) and averaged. No GT-mean scaling, no grayscale conversion, no cropping.
+images are HxWx3 ``uint8`` RGB (the enhanced output is rounded to 8 bits first, with
+:func:`engan.runtime.prepost.to_uint8`); PSNR is :func:`engan.runtime.parity.psnr` with
+peak 255 (scikit-image's ``peak_signal_noise_ratio(data_range=255)`` to the last bit);
+SSIM comes from scikit-image with ``data_range=255``, computed on the three colour
+channels (``channel_axis=-1``, 7x7 uniform window, the scikit-image defaults) and
+averaged. No GT-mean scaling, no grayscale conversion, no cropping. Luma is the runtime's
+Rec.601 :func:`engan.runtime.prepost.luma`, in float64.
 """
 from __future__ import annotations
 
@@ -12,11 +15,11 @@ import math
 
 import numpy as np
 
+from engan.runtime.parity import psnr
+from engan.runtime.prepost import luma
+
 #: PSNR reported for identical images (MSE = 0), where the formula gives +inf.
 PSNR_CAP_DB = 100.0
-
-#: ITU-R BT.601 luma weights for R, G, B.
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 
 def _check_pair(reference: np.ndarray, test: np.ndarray) -> None:
@@ -25,27 +28,20 @@ def _check_pair(reference: np.ndarray, test: np.ndarray) -> None:
     if reference.dtype != np.uint8 or test.dtype != np.uint8:
         raise ValueError(
             f"PSNR/SSIM expect uint8 images (got {reference.dtype} and {test.dtype}); "
-            "round outputs to 8 bits first with engan.eval.metrics.to_uint8"
+            "round outputs to 8 bits first with engan.runtime.prepost.to_uint8"
         )
 
 
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """Float image in [0, 1] -> uint8 with rounding (values outside [0, 1] are clipped)."""
-    return np.clip(np.rint(np.asarray(x, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
-
-
-def psnr(reference: np.ndarray, test: np.ndarray) -> float:
-    """PSNR in dB between two uint8 images (scikit-image, ``data_range=255``).
+def psnr_8bit(reference: np.ndarray, test: np.ndarray) -> float:
+    """PSNR in dB between two uint8 images (:func:`engan.runtime.parity.psnr`, peak 255).
 
     Identical images have MSE 0 and an infinite PSNR; this returns :data:`PSNR_CAP_DB`
     (100 dB) instead, so means and JSON stay finite. Every other value is uncapped.
     """
-    from skimage.metrics import peak_signal_noise_ratio
-
     _check_pair(reference, test)
     if np.array_equal(reference, test):
         return PSNR_CAP_DB
-    return min(float(peak_signal_noise_ratio(reference, test, data_range=255)), PSNR_CAP_DB)
+    return min(psnr(reference, test, peak=255.0), PSNR_CAP_DB)
 
 
 def ssim(reference: np.ndarray, test: np.ndarray) -> float:
@@ -57,19 +53,9 @@ def ssim(reference: np.ndarray, test: np.ndarray) -> float:
     return float(structural_similarity(reference, test, channel_axis=channel_axis, data_range=255))
 
 
-def luma(img: np.ndarray) -> np.ndarray:
-    """BT.601 luma (0.299 R + 0.587 G + 0.114 B) of an HxWx3 image, float64, same scale as the input."""
-    img = np.asarray(img)
-    if img.ndim == 2:
-        return img.astype(np.float64)
-    if img.ndim != 3 or img.shape[2] < 3:
-        raise ValueError(f"expected an HxWx3 RGB image, got shape {img.shape}")
-    return img[..., :3].astype(np.float64) @ LUMA_WEIGHTS
-
-
 def brightness(img: np.ndarray) -> float:
     """Mean BT.601 luma of a uint8 RGB image, on the 0-255 scale."""
-    return float(luma(img).mean())
+    return float(luma(img, np.float64).mean())
 
 
 def clipped(output: np.ndarray, source: np.ndarray) -> float:

@@ -182,10 +182,10 @@ def niqe(image: np.ndarray, patch_size: int = PATCH_SIZE, sharpness_threshold: f
             this fraction of the maximum (the pristine-fitting rule, 0.75); ``None`` (default)
             uses every patch, as the reference NIQE does at test time.
     """
-    from engan.eval.metrics import luma
+    from engan.runtime.prepost import luma
 
     img = np.asarray(image)
-    gray = luma(img) if img.ndim == 3 else img.astype(np.float64)
+    gray = luma(img, np.float64)  # an HxW array is already luma
     feats = niqe_features(gray, patch_size, sharpness_threshold)
     pop_mu, pop_cov = pristine_model()
     d = feats.mean(0) - pop_mu

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engan.eval.datasets import fit_longest_side, list_images, load_rgb
-from engan.eval.metrics import brightness, to_uint8
+from engan.eval.datasets import fit_longest_side, folder_images, load_rgb
+from engan.eval.metrics import brightness
+from engan.runtime.prepost import to_uint8
 
 #: darkening divisors: 0, 1 and 2 stops under the photo as it is
 DEFAULT_FACTORS = (1.0, 2.0, 4.0)
@@ -60,7 +61,7 @@ def exposure_response(fn: Callable[[np.ndarray], np.ndarray], images: Sequence[n
 
 def load_photos(folder: str | os.PathLike, count: int = 38, side: int = 256) -> list[np.ndarray]:
     """``count`` photos spread evenly over ``folder`` (sorted names), each fitted to ``side`` pixels."""
-    paths = list_images(folder)
+    paths = folder_images(folder)
     if not paths:
         raise ValueError(f"no images in {folder}")
     step = max(1, len(paths) // count)

@@ -25,7 +25,7 @@ import numpy as np
 
 from engan.eval import metrics
 from engan.eval.compare import head_to_head
-from engan.eval.datasets import DatasetError, fit_longest_side, list_images, list_pairs, load_rgb
+from engan.eval.datasets import DatasetError, fit_longest_side, folder_images, list_pairs, load_rgb
 from engan.eval.enhancers import EnhanceFn, Method, ModelLoadError, identity_fn, make_enhance_fn  # noqa: F401
 
 #: Label of the input-as-output baseline row.
@@ -147,7 +147,7 @@ def run_paired_set(
             for m in methods:
                 out, dt = _timed(m.fn, low)
                 per[m.label].append({
-                    "image": pair.low.name, "psnr": metrics.psnr(high, out), "ssim": metrics.ssim(high, out),
+                    "image": pair.low.name, "psnr": metrics.psnr_8bit(high, out), "ssim": metrics.ssim(high, out),
                     "brightness": metrics.brightness(out), "clipped": metrics.clipped(out, low),
                     "time_s": dt if m.kind != "identity" else None,
                 })
@@ -184,7 +184,7 @@ def run_unpaired_set(
     from engan.eval.brisque import brisque
     from engan.eval.niqe import niqe
 
-    files = list_images(folder)[: max_images or None]
+    files = folder_images(folder)[: max_images or None]
     if not files:
         raise DatasetError(f"{folder} holds no images")
     keys = ("niqe", "brisque", "brightness", "clipped", "time_s")
@@ -262,7 +262,7 @@ def build_methods(cfg: EvalConfig) -> tuple[list[Method], list[str]]:
         methods.append(make_enhance_fn(cfg.model, cfg.backend, cfg.fade))
     if cfg.peers:
         from engan.eval.peers import PEERS, load_peer, peer_enhance_fn
-        from engan.models.checkpoint import file_sha256
+        from engan.runtime.meta import file_sha256
 
         peers_dir = Path(cfg.peers_dir) if cfg.peers_dir else default_peers_dir()
         for name in cfg.peers:

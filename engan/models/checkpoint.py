@@ -11,7 +11,6 @@ function here accepts either that file or the folder.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,7 @@ import torch
 
 from engan.config import GeneratorConfig, preset_for_width
 from engan.runtime.atomic import atomic_write_bytes  # noqa: F401  (re-exported)
+from engan.runtime.meta import file_sha256  # noqa: F401  (re-exported: the one sha256, in the runtime)
 
 GENERATOR_FILE = "generator.safetensors"
 #: run-folder subfolder of the per-save generator snapshots
@@ -283,11 +283,3 @@ def load_legacy_checkpoint(path: str | os.PathLike) -> torch.nn.Module:
     if missing or unexpected:
         raise CheckpointError(f"{path} is not an EnlightenGAN G_A checkpoint: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return model.eval()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -28,13 +28,12 @@ from torch import nn
 
 from engan.config import PAD_MULTIPLE, GeneratorConfig
 from engan.models.denoise import gaussian_kernel, laplacian_kernel, lee_filter, noise_sigma
-
-#: Rec.601 luma weights, shared with the runtime's numpy pre-processing.
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+from engan.runtime.prepost import LUMA_WEIGHTS  # Rec.601, the one set of weights (runtime, eval, losses)
 
 
 def luma(x01: torch.Tensor) -> torch.Tensor:
-    """Rec.601 luma of an RGB NCHW tensor (N x 1 x H x W), on the input's scale."""
+    """Rec.601 luma of an RGB NCHW tensor (N x 1 x H x W), on the input's scale: the tensor twin of
+    :func:`engan.runtime.prepost.luma` (the exported graph computes it, so it stays a torch op)."""
     r, g, b = x01[:, 0:1], x01[:, 1:2], x01[:, 2:3]
     return LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b
 

@@ -1,33 +1,29 @@
-"""Torch-side padding helpers (the runtime has the numpy twin in engan.runtime.prepost)."""
+"""Torch-side padding: the tensor twin of :mod:`engan.runtime.prepost`'s numpy padding.
+
+The amounts (centred, ``top = dh // 2``), the reflect/edge rule and the crop come from
+the runtime, so a checkpoint and its exported graph see exactly the same pixels; only
+the tensor op lives here.
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from engan.config import PAD_MULTIPLE
+from engan.runtime.prepost import crop_padding, pad_amounts, pad_mode
 
-
-def pad_amounts(h: int, w: int, multiple: int = PAD_MULTIPLE) -> tuple[int, int, int, int]:
-    """Centred padding (top, bottom, left, right) up to the next multiple, as the authors do."""
-    dh, dw = (-h) % multiple, (-w) % multiple
-    top, left = dh // 2, dw // 2
-    return top, dh - top, left, dw - left
+__all__ = ["crop_padding", "enhance_tensor", "pad_amounts", "pad_to_multiple"]
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
     """Reflect-pad an NCHW tensor to a multiple (replicate where the image is too small to reflect)."""
-    h, w = x.shape[-2:]
-    t, b, l, r = pad_amounts(int(h), int(w), multiple)
-    if not (t or b or l or r):
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    pads = pad_amounts(h, w, multiple)
+    if not any(pads):
         return x, (0, 0, 0, 0)
-    mode = "reflect" if (t < h and b < h and l < w and r < w) else "replicate"
-    return F.pad(x, (l, r, t, b), mode=mode), (t, b, l, r)
-
-
-def crop_padding(x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
     t, b, l, r = pads
-    h, w = x.shape[-2:]
-    return x[..., t : h - b, l : w - r]
+    mode = "reflect" if pad_mode(h, w, pads) == "reflect" else "replicate"
+    return F.pad(x, (l, r, t, b), mode=mode), pads
 
 
 @torch.no_grad()

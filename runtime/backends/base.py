@@ -7,12 +7,15 @@ a backend does nothing else, so every backend gives the same pixels.
 
 Backends subclass :class:`BaseBackend` and implement ``_run``; the public ``run``
 validates the input once for all of them (the template-method idea of Polygraphy's
-runners). They are context managers; ``close()`` is idempotent.
+runners). They are context managers; ``close()`` is idempotent. Every backend class is
+built the same way, ``Backend(model, options)`` with a :class:`BackendOptions` (or its
+fields as keywords), and ignores the options that do not apply to it.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,6 +33,65 @@ class ModelLoadError(BackendError, ValueError):
 
     The message names the file and the fix.
     """
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """How to run a model; every backend takes these and ignores what does not apply to it.
+
+    Attributes:
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        threads: CPU intra-op threads (None: the backend's default).
+        precision: PyTorch's compute precision, ``fp32`` or ``fp16`` (None: fp32); ONNX and
+            TensorRT artefacts run their own precision.
+        providers: explicit ONNX Runtime execution providers, in order (None: from the device).
+        check_sidecar: TensorRT: refuse engines whose sidecar names another GPU/TensorRT
+            version (leave on; off only for engines built outside engan).
+    """
+
+    device: str = "auto"
+    threads: int | None = None
+    precision: str | None = None
+    providers: tuple[str, ...] | None = None
+    check_sidecar: bool = True
+
+    @classmethod
+    def of(cls, options: "BackendOptions | None" = None, **overrides: Any) -> "BackendOptions":
+        """``options`` (default: the defaults) with ``overrides`` applied; unknown names are a TypeError."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise TypeError(f"unknown backend option(s) {unknown}; BackendOptions has {sorted(names)}")
+        if overrides.get("providers") is not None:
+            overrides["providers"] = tuple(overrides["providers"])
+        return replace(options or cls(), **overrides)
+
+
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def bound_threads(threads: int | None) -> tuple[int | None, str]:
+    """``threads`` capped at :func:`usable_cpus`, and a note when it was lowered ('' when not).
+
+    More intra-op threads than CPUs never runs faster, and a huge count (100000) makes a
+    backend spend minutes creating threads. None or 0: the backend's default.
+
+    Raises:
+        ValueError: a negative or non-integer count.
+    """
+    if threads is None or (not isinstance(threads, bool) and threads == 0):
+        return None, ""
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
+        raise ValueError(f"threads must be a positive whole number (or None for the backend's default), got {threads!r}")
+    cap = usable_cpus()
+    if threads > cap:
+        return cap, f"threads={threads} lowered to {cap}, the CPUs this process may use"
+    return int(threads), ""
 
 
 @dataclass

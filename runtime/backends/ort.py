@@ -27,7 +27,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from engan.runtime._optional import BackendUnavailable, require
-from engan.runtime.backends.base import BackendError, BackendInfo, BaseBackend, ModelLoadError, model_label
+from engan.runtime.backends.base import (
+    BackendError, BackendInfo, BackendOptions, BaseBackend, ModelLoadError, model_label,
+)
 from engan.runtime.meta import PREFIX, ArtefactMeta
 
 CPU_EP = "CPUExecutionProvider"
@@ -140,21 +142,18 @@ class OrtBackend(BaseBackend):
 
     Args:
         path: the ``.onnx`` file.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        threads: intra-op threads (default: physical cores).
-        providers: explicit ONNX Runtime providers (e.g. to use the TensorRT EP).
+        options: :class:`BackendOptions` (or its fields as keywords); this backend reads
+            ``device`` (``auto``, ``cpu``, ``cuda`` or ``cuda:N``), ``threads`` (intra-op
+            threads, default: physical cores) and ``providers`` (explicit ONNX Runtime
+            providers, e.g. to use the TensorRT EP).
     """
 
     name = "onnxruntime"
 
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        device: str = "auto",
-        threads: int | None = None,
-        providers: Sequence[str] | None = None,
-    ) -> None:
+    def __init__(self, path: str | os.PathLike, options: BackendOptions | None = None, **overrides: Any) -> None:
         super().__init__()
+        opts = BackendOptions.of(options, **overrides)
+        device, threads, providers = opts.device, opts.threads, opts.providers
         ort = require("onnxruntime", "the ONNX Runtime backend")
         self.path = Path(path)
         if not self.path.is_file():

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from engan.runtime._optional import BackendUnavailable, require
-from engan.runtime.backends.base import BackendError, BackendInfo, BaseBackend, ModelLoadError, model_label
+from engan.runtime.backends.base import (
+    BackendError, BackendInfo, BackendOptions, BaseBackend, ModelLoadError, model_label,
+)
 from engan.runtime.backends.ort import parse_device
-from engan.runtime.meta import ArtefactMeta
+from engan.runtime.meta import ArtefactMeta, file_sha256
 
 
 class TorchBackend(BaseBackend):
@@ -22,24 +25,21 @@ class TorchBackend(BaseBackend):
 
     Args:
         path: a generator ``.safetensors`` file or a run folder (``RUN_DIR/generator.safetensors``).
-        device: ``auto`` (CUDA when torch sees one), ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``fp32`` or ``fp16`` (CUDA only; fp16 on a CPU is ~100x slower, refused).
-        threads: torch intra-op threads (``torch.set_num_threads``, process-wide), if given.
+        options: :class:`BackendOptions` (or its fields as keywords); this backend reads
+            ``device`` (``auto``: CUDA when torch sees one, ``cpu``, ``cuda`` or ``cuda:N``),
+            ``precision`` (``fp32``, the default, or ``fp16``: CUDA only, on a CPU it is
+            ~100x slower and refused) and ``threads`` (``torch.set_num_threads``, process-wide).
     """
 
     name = "torch"
 
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        device: str = "auto",
-        precision: str = "fp32",
-        threads: int | None = None,
-    ) -> None:
+    def __init__(self, path: str | os.PathLike, options: BackendOptions | None = None, **overrides: Any) -> None:
         super().__init__()
+        opts = BackendOptions.of(options, **overrides)
+        device, precision, threads = opts.device, opts.precision or "fp32", opts.threads
         torch = require("torch", "the PyTorch backend (.safetensors checkpoints)")
         require("safetensors", "the PyTorch backend (.safetensors checkpoints)")
-        from engan.models.checkpoint import CheckpointError, file_sha256, load_generator, read_metadata, resolve_checkpoint
+        from engan.models.checkpoint import CheckpointError, load_generator, read_metadata, resolve_checkpoint
 
         self._torch = torch
         self.path = Path(path)

@@ -23,11 +23,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from engan.runtime._optional import import_cudart, require
-from engan.runtime.backends.base import BackendError, BackendInfo, BaseBackend, ModelLoadError
+from engan.runtime.backends.base import BackendError, BackendInfo, BackendOptions, BaseBackend, ModelLoadError
 from engan.runtime.backends.ort import parse_device
 from engan.runtime.meta import ArtefactMeta
-
-ENGINE_SUFFIXES = (".engine", ".plan")
 
 #: TensorRT DataType member name -> numpy dtype (bf16/fp8/int4 have no numpy twin).
 _DTYPES: dict[str, Any] = {
@@ -132,15 +130,19 @@ class TrtBackend(BaseBackend):
 
     Args:
         path: the ``.engine``/``.plan`` file (its ``.json`` sidecar next to it).
-        device: ``auto``/``cuda`` (device 0) or ``cuda:N``; ``cpu`` is refused.
-        check_sidecar: refuse engines whose sidecar names another GPU/TensorRT version
-            (leave on; off only for engines built outside engan).
+        options: :class:`BackendOptions` (or its fields as keywords); this backend reads
+            ``device`` (``auto``/``cuda`` is device 0, or ``cuda:N``; ``cpu`` is refused) and
+            ``check_sidecar`` (refuse engines whose sidecar names another GPU/TensorRT
+            version; leave on, off only for engines built outside engan). The engine's
+            precision and threads are fixed when it is built.
     """
 
     name = "tensorrt"
 
-    def __init__(self, path: str | os.PathLike, device: str = "auto", check_sidecar: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike, options: BackendOptions | None = None, **overrides: Any) -> None:
         super().__init__()
+        opts = BackendOptions.of(options, **overrides)
+        device, check_sidecar = opts.device, opts.check_sidecar
         self.path = Path(path)
         kind, index = parse_device(device)
         if kind == "cpu":

@@ -1,66 +1,30 @@
-"""Result pages and before|after images for ``engan-infer`` (``--html``, ``--compare``). Torch-free.
+"""``engan-infer --html``: the result page (``index.html``). Torch-free.
 
-The HTML page mirrors the result page of the original EnlightenGAN/CycleGAN code (a
-table of input next to output) with what a user wants to know besides: the size of
-each image, how long it took, the backend that ran it, and why a file failed. Every
-link is relative to the page, so the output folder can be moved or zipped along with
-the inputs it points to.
+The page mirrors the result page of the original EnlightenGAN/CycleGAN code (a table
+of input next to output) with what a user wants to know besides: the size of each
+image, how long it took, the backend that ran it, and why a file failed. Every link
+is relative to the page, so the output folder can be moved or zipped along with the
+inputs it points to. Its text goes through :func:`~engan.runtime.cli.console.printable`
+and is HTML-escaped.
 """
 from __future__ import annotations
 
 import html
 import os
-import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from PIL import Image
+from engan.runtime.cli.console import display_path, printable
+from engan.runtime.imageio import atomic_output, write_error
 
-from engan.runtime.imageio import Pixels, atomic_output, to_8bit
+if TYPE_CHECKING:
+    from engan.runtime.cli.jobs import InferOptions, RunResult
 
 #: Extensions browsers display inline; other inputs (TIFF, PPM, ...) get a plain link.
 BROWSER_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".gif", ".webp",
                                 ".bmp", ".avif", ".svg"})
-
-
-#: Characters that act on a terminal or a log instead of showing: C0 and C1 controls and DEL
-#: (escape sequences, newlines that forge lines), the line and paragraph separators, the
-#: bidirectional overrides that reorder text, and lone surrogates (undecodable name bytes).
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
-                     "\ud800-\udfff]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(m: re.Match) -> str:
-    c = m.group()
-    code = ord(c)
-    if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode could not decode
-        return f"\\x{code - 0xDC00:02x}"
-    return _NAMED.get(c) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-
-
-def printable(text: str) -> str:
-    """``text`` with every control character shown as an escape (``\\n``, ``\\x1b``, ``\\u202e``).
-
-    What engan-infer prints (console lines, error messages) and writes into HTML goes
-    through this, so a file name cannot retitle the terminal, move the cursor or forge a
-    ``FAILED`` or summary line. Printable text, non-ASCII letters included, is unchanged.
-    """
-    return _UNSAFE.sub(_escape, text)
-
-
-def display_path(path: str | os.PathLike) -> str:
-    """A printable form of a path: undecodable bytes of non-UTF-8 names shown as ``\\xNN``,
-    control characters as escapes (:func:`printable`)."""
-    raw = os.fsencode(path)
-    return printable(raw.decode("utf-8", errors="backslashreplace"))
-
-
-def quoted(path: str | os.PathLike) -> str:
-    """``'<path>'`` for messages: :func:`display_path` in quotes (``repr`` would double its escapes)."""
-    return f"'{display_path(path)}'"
 
 
 def href(target: str | os.PathLike, start: str | os.PathLike) -> str:
@@ -68,28 +32,6 @@ def href(target: str | os.PathLike, start: str | os.PathLike) -> str:
     rel = os.path.relpath(os.path.abspath(target), os.path.abspath(start))
     return urllib.parse.quote(os.fsencode(rel).replace(os.sep.encode(), b"/"), safe="/")
 
-
-def compare_image(before: Pixels, after: Pixels) -> Image.Image:
-    """Before and after side by side: an 8-bit image twice as wide as the input.
-
-    Grey pairs stay grey, anything with alpha becomes RGBA, the rest RGB; 16-bit pixels
-    are rounded to 8 bits (the compare image is for looking at, not for further work).
-    """
-    a, b = to_8bit(before), to_8bit(after)
-    if a.size != b.size:
-        raise ValueError(f"compare_image needs equal sizes, got {a.size} and {b.size}")
-    modes = {a.mode, b.mode}
-    if modes <= {"L"}:
-        mode = "L"
-    elif modes & {"LA", "RGBA"}:
-        mode = "RGBA"
-    else:
-        mode = "RGB"
-    w, h = a.size
-    out = Image.new(mode, (2 * w, h))
-    out.paste(a.convert(mode), (0, 0))
-    out.paste(b.convert(mode), (w, 0))
-    return out
 
 
 @dataclass
@@ -202,3 +144,36 @@ def write_index_html(path: str | os.PathLike, entries: Iterable[ReportEntry], *,
     with atomic_output(path) as fh:
         fh.write(page.encode("utf-8"))
     return path
+
+
+#: Enhancer.info keys shown on the page (``model`` as its file name only).
+INFO_KEYS = ("model", "backend", "device", "precision", "model_name", "preset", "params",
+             "threads", "max_pixels", "tile", "fade", "reason")
+
+
+def write_run_page(opts: "InferOptions", result: "RunResult", page: Path) -> str:
+    """Write the result page of a run; returns why it could not be written ('' when it was)."""
+    entries = [ReportEntry(input_path=j.src, output_path=j.out, status=j.status, reason=j.reason,
+                           compare_path=j.compare if j.status != "failed" else None,
+                           size=j.size, mode=j.mode, seconds=j.seconds)
+               for j in result.jobs]
+    n_done = result.count("enhanced")
+    model = str(result.info.get("model") or "")
+    model_dir = os.path.dirname(os.path.abspath(model)) + os.sep if model else ""
+
+    def shown(k: str, v: Any) -> Any:  # the page names the model file, never where it lives
+        if k == "model":
+            return os.path.basename(model)
+        return v.replace(model_dir, "") if isinstance(v, str) and model_dir else v
+
+    info = {k: shown(k, result.info[k]) for k in INFO_KEYS if result.info.get(k) not in (None, "")}
+    info.update({
+        "output": f"--ext {opts.ext}" + (f", --suffix {opts.suffix}" if opts.suffix else ""),
+        "workers / batch": f"{opts.workers} / {opts.batch}",
+        "throughput": f"{n_done / result.seconds:.2f} images/s" if n_done and result.seconds else "n/a",
+    })
+    try:
+        write_index_html(page, entries, info=info, summary=result.summary)
+    except OSError as e:
+        return write_error(page, e)
+    return ""
