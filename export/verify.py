@@ -69,6 +69,8 @@ class Artefact:
     @property
     def backend_label(self) -> str:
         """The backend column of the table: ``onnxruntime-cpu`` or ``tensorrt``."""
+        if self.backend == "openvino":
+            return f"openvino-{self.device}"
         return "tensorrt" if self.backend == "trt" else f"onnxruntime-{self.device}"
 
     @property
@@ -213,9 +215,13 @@ def runtime_runner(path: str | os.PathLike, backend: str = "ort", device: str = 
 
     Args:
         path: an exported artefact.
-        backend: ``ort`` or ``trt`` (a name of :data:`engan.runtime.select.BACKENDS`).
+        backend: ``ort``, ``trt`` (names of :data:`engan.runtime.select.BACKENDS`) or ``openvino``.
         device: ``cpu``, ``cuda`` or ``cuda:N``.
     """
+    if backend == "openvino":  # not in engan.runtime.select's table until issue 24's selection row lands
+        from engan.runtime.backends.openvino import OpenVINOBackend
+
+        return OpenVINOBackend(Path(path), device=device)
     from engan.runtime.select import backend_class
 
     return backend_class(backend)(Path(path), device=device)

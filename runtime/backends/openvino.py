@@ -46,6 +46,8 @@ SHAPE_CACHE_SIZE = 8
 #: ``precision=`` spellings -> OpenVINO inference precision hint.
 _PRECISIONS = {"fp32": "f32", "f32": "f32", "bf16": "bf16"}
 _FLOAT_TYPES = ("f32", "f16")
+#: The rt_info section holding the ``engan.*`` keys (where OpenVINO puts ONNX metadata_props).
+IR_SECTION = "framework"
 
 
 def import_openvino() -> Any:
@@ -58,6 +60,15 @@ def import_openvino() -> Any:
             f"install it with: {INSTALL}"
         ) from None
     return openvino
+
+
+def ir_metadata(model: Any) -> dict[str, str]:
+    """The ``engan.*`` keys of an ``openvino.Model``: OpenVINO keeps ONNX metadata_props in
+    ``rt_info["framework"]`` and IR files keep that section (empty when there is none)."""
+    if not model.has_rt_info([IR_SECTION]):
+        return {}
+    section = model.get_rt_info([IR_SECTION]).astype(dict)
+    return {k: str(v.astype(str)) for k, v in section.items() if k.startswith(PREFIX)}
 
 
 # ---------------------------------------------------------------------------------- the auto rule
@@ -249,11 +260,8 @@ class OpenVINOBackend(BaseBackend):
 
     def _contract(self, props: dict[str, str] | None) -> ArtefactMeta:
         """The engan metadata, checked against the graph (one float Nx3xHxW input, names as declared)."""
-        if props is None:  # IR: OpenVINO keeps the ONNX metadata_props in rt_info["framework"]
-            props = {}
-            if self._model.has_rt_info(["framework"]):
-                section = self._model.get_rt_info(["framework"]).astype(dict)
-                props = {k: str(v.astype(str)) for k, v in section.items() if k.startswith(PREFIX)}
+        if props is None:
+            props = ir_metadata(self._model)
         is_engan = any(k.startswith(PREFIX) for k in props)
         meta = ArtefactMeta.from_props(props) if is_engan else ArtefactMeta()
         meta.model_name = meta.model_name or model_label(self.path)
