@@ -68,15 +68,13 @@ class CpuInfo:
         return ""
 
     def describe(self) -> str:
-        """One line for reason strings: ``AMD EPYC, Zen 3 (Milan), AVX2, no AVX-512/AMX``."""
+        """One line for reason strings: ``AMD EPYC, Zen 3 (Milan), AVX2`` or ``..., AVX-512 + VNNI/AVX512-BF16/AMX``."""
         name = self.model_name + (f", {self.microarchitecture}" if self.microarchitecture else "")
         simd = "AVX-512" if self.has("avx512f") else ("AVX2" if self.has("avx2") else "no AVX2")
         extras = [label for flag, label in (("avx512_vnni", "VNNI"), ("avx_vnni", "AVX-VNNI"),
                                             ("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX"))
                   if self.has(flag)]
-        if extras:
-            return f"{name}, {simd} + {'/'.join(extras)}"
-        return f"{name}, {simd}, no AVX512-BF16/AMX"
+        return f"{name}, {simd}" + (f" + {'/'.join(extras)}" if extras else "")
 
 
 def parse_cpuinfo(text: str) -> CpuInfo:
