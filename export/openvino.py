@@ -107,8 +107,7 @@ def quantize_ir_int8(source: str | os.PathLike, target: str | os.PathLike, meta:
     try:
         import nncf
     except ImportError as e:
-        raise OpenVINOExportError(f"the OpenVINO INT8 pass needs 'nncf' ({e}); install it with: "
-                                  "pip install 'engan[openvino]'") from None
+        raise OpenVINOExportError(f"the OpenVINO INT8 pass needs 'nncf' ({e}); install it with: pip install nncf") from None
     try:
         batches, where = load_calibration_batches(Path(calib_dir) if calib_dir else None, num_images, size, progress)
     except CalibrationError as e:

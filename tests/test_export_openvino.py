@@ -59,7 +59,7 @@ def test_export_openvino_writes_ir_with_metadata_and_checks_it(tmp_path, tiny_ch
 
 
 @needs_openvino
-@pytest.mark.skipif(not is_installed("nncf"), reason="nncf not installed (pip install 'engan[openvino]')")
+@pytest.mark.skipif(not is_installed("nncf"), reason="nncf not installed (pip install nncf)")
 def test_nncf_int8_ir(tmp_path, tiny_onnx) -> None:
     import numpy as np
 

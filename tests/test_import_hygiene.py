@@ -12,7 +12,7 @@ RUNTIME = REPO / "runtime"
 
 #: Packages no runtime module may import at module level (only lazily, inside functions).
 HEAVY = {"torch", "onnx", "onnxruntime", "tensorrt", "cuda", "pycuda", "safetensors", "onnxscript",
-         "onnxconverter_common", "scipy", "skimage", "torchvision"}
+         "onnxconverter_common", "scipy", "skimage", "torchvision", "openvino", "nncf", "ray", "pyarrow"}
 #: engan packages the runtime must never import at module level (dependency direction).
 TRAINING = {"engan.models", "engan.losses", "engan.data", "engan.export", "engan.eval", "engan.cli"}
 
