@@ -267,6 +267,13 @@ def run_ray(opts: InferOptions, address: str | None = None, *, concurrency: int 
     work = [j for j in jobs if j.status == "pending"]
     info: dict = {}
     interrupted = False
+    if work and address in (None, "", "local"):  # a model path typo fails here, not inside every actor
+        from engan.runtime.enhancer import resolve_model
+
+        try:
+            resolve_model(opts.model, opts.backend)
+        except (FileNotFoundError, ValueError) as e:
+            raise CliError(f"could not load the model: {e}") from None
     if work:
         ray = import_ray()
         ours = _connect(ray, address)

@@ -114,9 +114,17 @@ def test_actor_on_encoded_bytes_without_a_cluster(tmp_path, tiny_onnx) -> None:
     assert list(rows["status"]) == ["enhanced", "failed", "enhanced"]
     assert rows["reason"][1] and rows["info"][0] and not rows["info"][1]
     assert list(rows["mode"]) == ["RGB", "", "RGBA;16"] and list(rows["width"]) == [40, -1, 40]
-    reference, _ = tmp_path / "ref", None
+    reference = tmp_path / "ref"
     cli.run(cli.InferOptions(inputs=(str(src / "icc.png"), str(src / "rgba16.png")), output_dir=reference,
                              model=str(tiny_onnx), threads=1, quiet=True))
     for n in ("icc.png", "rgba16.png"):
         assert (tmp_path / "out" / n).read_bytes() == (reference / n).read_bytes()
     shutil.rmtree(tmp_path / "out")
+
+
+def test_a_missing_model_is_a_usage_error_before_ray_starts(tmp_path) -> None:
+    from engan.runtime.ray import enhance_paths
+
+    src = _photo_folder(tmp_path / "in")
+    with pytest.raises(cli.CliError, match=r"could not load the model: .*nope\.onnx"):
+        enhance_paths([src], tmp_path / "out", model=str(tmp_path / "nope.onnx"))
