@@ -16,38 +16,23 @@ from typing import Any
 #: CPU feature flags worth reporting (they decide which low-precision paths can be fast).
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8")
 #: Libraries whose versions go into every result file.
-LIBRARIES = ("numpy", "torch", "onnxruntime", "onnxruntime-gpu", "onnx", "pillow", "tensorrt", "engan")
-#: AMD family 25 (19h) models -> microarchitecture, for a readable CPU name when the VM hides it.
-_AMD_19H = {range(0x00, 0x10): "Zen 3 (Milan)", range(0x10, 0x20): "Zen 4 (Genoa)",
-            range(0x20, 0x30): "Zen 3", range(0x40, 0x50): "Zen 3+", range(0x50, 0x60): "Zen 3",
-            range(0x60, 0x80): "Zen 4", range(0xA0, 0xB0): "Zen 4c (Bergamo)"}
+LIBRARIES = ("numpy", "torch", "onnxruntime", "onnxruntime-gpu", "onnx", "pillow", "tensorrt", "openvino", "nncf",
+             "ray", "engan")
 
 
 def cpu_info() -> dict[str, Any]:
-    """CPU model, vendor family/model, microarchitecture guess and the relevant flags (from /proc/cpuinfo)."""
-    fields: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    break  # the first processor is enough
-                key, _, val = line.partition(":")
-                fields[key.strip()] = val.strip()
-    except OSError:
-        pass
-    flags = set(fields.get("flags", "").split())
-    model_name = fields.get("model name") or platform.processor() or "unknown"
-    family, model = fields.get("cpu family", ""), fields.get("model", "")
-    arch = ""
-    if fields.get("vendor_id") == "AuthenticAMD" and family == "25" and model.isdigit():
-        arch = next((name for r, name in _AMD_19H.items() if int(model) in r), "")
+    """CPU model, vendor family/model, microarchitecture guess and the relevant flags
+    (read by :func:`engan.runtime.cpu.cpu_info`, the runtime's one CPU reader)."""
+    from engan.runtime.cpu import cpu_info as runtime_cpu_info
+
+    cpu = runtime_cpu_info()
     return {
-        "model_name": model_name,
-        "vendor": fields.get("vendor_id", ""),
-        "family": family,
-        "model": model,
-        "microarchitecture": arch,
-        "flags": {f: f in flags for f in CPU_FLAGS},
+        "model_name": cpu.model_name,
+        "vendor": cpu.vendor,
+        "family": cpu.family,
+        "model": cpu.model,
+        "microarchitecture": cpu.microarchitecture,
+        "flags": {f: cpu.has(f) for f in CPU_FLAGS},
         "logical_cpus": os.cpu_count(),
     }
 

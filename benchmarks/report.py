@@ -89,7 +89,9 @@ def markdown_report(rows: Sequence[dict[str, Any]], skipped: Sequence[dict[str, 
         "",
     ]
     groups = [("Backends", "backends"), ("Levers (ONNX Runtime session options, batch)", "levers"),
-              ("End-to-end (engan-infer on a folder vs model-only)", "e2e")]
+              ("End-to-end (engan-infer on a folder vs model-only)", "e2e"),
+              ("OpenVINO (one interleaved run with eager FP32 and ONNX Runtime)", "openvino"),
+              ("Ray Data on one machine vs engan-infer (same folder)", "ray")]
     for title, group in groups:
         sel = [r for r in rows if r.get("group") == group]
         if not sel:
@@ -99,6 +101,10 @@ def markdown_report(rows: Sequence[dict[str, Any]], skipped: Sequence[dict[str, 
             lines.append(markdown_table(sel, E2E_COLUMNS))
         elif group == "levers":
             lines.append(markdown_table(sel, LEVER_COLUMNS))
+        elif group == "openvino":
+            lines.append(markdown_table(sel, COLUMNS + (("vs ORT INT8", "vs_ort_int8", "{:.2f}x"),)))
+        elif group == "ray":
+            lines.append(markdown_table(sel, RAY_COLUMNS))
         else:
             lines.append(markdown_table(sel))
         lines.append("")
@@ -122,6 +128,19 @@ LEVER_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("CPU ms", "cpu_ms", "{:.0f}"),
     ("CPU-time vs default", "cpu_speedup_vs_default", "{:.2f}x"),
     ("PSNR vs default", "psnr_vs_default_db", "{:.1f}"),
+)
+
+RAY_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("preset", "preset", "{}"),
+    ("images", "images", "{}"),
+    ("HxW", "_size", "{}"),
+    ("model", "precision", "{}"),
+    ("engan-infer s", "infer_s", "{:.2f}"),
+    ("Ray s", "ray_s", "{:.2f}"),
+    ("Ray actors", "actors", "{}"),
+    ("Ray overhead", "overhead_pct", "{:.1f}%"),
+    ("engan-infer img/s", "infer_ips", "{:.2f}"),
+    ("Ray img/s", "ray_ips", "{:.2f}"),
 )
 
 E2E_COLUMNS: tuple[tuple[str, str, str], ...] = (

@@ -12,8 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Spatial multiple the generator needs (four 2x poolings).
-PAD_MULTIPLE = 16
+from engan.runtime.prepost import PAD_MULTIPLE  # noqa: F401  (four 2x poolings; one definition, in the runtime)
 
 #: Output heads of the generator (see :class:`GeneratorConfig`).
 GENERATOR_HEADS = ("residual", "curve", "curve-residual")

@@ -58,6 +58,7 @@ class ExportConfig:
         engine: True requires an engine (error when impossible), False never builds one,
             None builds one when ``fp16`` and TensorRT + a CUDA GPU are present.
         triton: also write a Triton model repository under ``<out>/triton``.
+        openvino: also write OpenVINO IR ``model.xml`` + ``model.bin`` (FP32 weights; needs ``engan[openvino]``).
         check: run the parity check after writing.
         check_image: image for the parity check (None: a generated low-light image).
         check_sizes: the HxW sizes of the parity check.
@@ -76,6 +77,7 @@ class ExportConfig:
     timing_cache: str | None = None
     engine: bool | None = None
     triton: bool = False
+    openvino: bool = False
     check: bool = True
     check_image: str | None = None
     check_sizes: tuple[tuple[int, int], ...] = DEFAULT_CHECK_SIZES
@@ -103,6 +105,7 @@ class ExportResult:
     int8 = property(lambda self: self.files.get("int8"))
     engine = property(lambda self: self.files.get("engine"))
     triton_config = property(lambda self: self.files.get("triton"))
+    openvino = property(lambda self: self.files.get("openvino"))
 
 
 def resolve_source(checkpoint: str | os.PathLike | None) -> Path:
@@ -344,9 +347,22 @@ def _write_triton(job: _Job, target: Path) -> Path:
     return config
 
 
+def _write_openvino(job: _Job, target: Path) -> Path:
+    from engan.export.openvino import OpenVINOExportError, write_ir
+
+    try:
+        path = write_ir(job.result.onnx, target, job.result.meta)
+    except OpenVINOExportError as e:
+        raise ExportError(f"--openvino failed: {e}") from None
+    job.log(f"openvino    {path} + {path.with_suffix('.bin').name} ({_mb(path.with_suffix('.bin'))}, OpenVINO IR, "
+            f"fp32 weights) {job.elapsed():.1f} s")
+    return path
+
+
 #: Format row name -> its writer.
 _WRITERS: dict[str, Callable[[_Job, Path], Path]] = {
     "onnx": _write_onnx, "fp16": _write_fp16, "int8": _write_int8, "engine": _write_engine, "triton": _write_triton,
+    "openvino": _write_openvino,
 }
 
 

@@ -30,7 +30,7 @@ class Format:
     """One artefact of an export.
 
     Attributes:
-        name: the row's key (``onnx``, ``fp16``, ``int8``, ``engine``, ``triton``).
+        name: the row's key (``onnx``, ``fp16``, ``int8``, ``engine``, ``triton``, ``openvino``).
         file_name: its name inside the output folder (a folder for ``triton``; the engine's
             is :data:`ENGINE_FILE_NAME`, filled in by :meth:`path`).
         flag: the :class:`~engan.export.api.ExportConfig` field (and ``engan export`` flag) that
@@ -82,6 +82,7 @@ FORMATS: tuple[Format, ...] = (
     Format("engine", ENGINE_FILE_NAME, "engine", ("tensorrt", "cuda"), extra="trt", needs_gpu=True,
            check_backend="trt", check_device="cuda", precision="fp16"),
     Format("triton", "triton", "triton"),
+    Format("openvino", "model.xml", "openvino", ("openvino",), extra="openvino", check_backend="openvino"),
 )
 #: The rows by name.
 BY_NAME: dict[str, Format] = {f.name: f for f in FORMATS}

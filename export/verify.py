@@ -69,6 +69,8 @@ class Artefact:
     @property
     def backend_label(self) -> str:
         """The backend column of the table: ``onnxruntime-cpu`` or ``tensorrt``."""
+        if self.backend == "openvino":
+            return f"openvino-{self.device}"
         return "tensorrt" if self.backend == "trt" else f"onnxruntime-{self.device}"
 
     @property
@@ -213,7 +215,7 @@ def runtime_runner(path: str | os.PathLike, backend: str = "ort", device: str = 
 
     Args:
         path: an exported artefact.
-        backend: ``ort`` or ``trt`` (a row of :data:`engan.runtime.select.BACKENDS`).
+        backend: ``ort``, ``trt`` or ``openvino`` (a row of :data:`engan.runtime.select.BACKENDS`).
         device: ``cpu``, ``cuda`` or ``cuda:N``.
     """
     from engan.runtime.backends.base import BackendOptions

@@ -16,12 +16,13 @@ MODEL_KINDS: dict[str, tuple[str, ...]] = {
     "onnx": (".onnx",),
     "engine": (".engine", ".plan"),
     "checkpoint": (".safetensors",),
+    "ir": (".xml",),
 }
 ENGINE_SUFFIXES = MODEL_KINDS["engine"]
 
 
 def model_kind(path: Path) -> str:
-    """``"onnx"``, ``"engine"`` or ``"checkpoint"`` from the suffix (a folder is a run folder).
+    """``"onnx"``, ``"engine"``, ``"checkpoint"`` or ``"ir"`` (OpenVINO) from the suffix (a folder is a run folder).
 
     Raises:
         ValueError: for any other suffix, naming the file and the accepted kinds.
@@ -34,7 +35,7 @@ def model_kind(path: Path) -> str:
             return kind
     raise ValueError(
         f"{path}: unknown model type '{suffix or '(no suffix)'}'; pass an .onnx file (from `engan export`), a "
-        "TensorRT .engine/.plan, a generator .safetensors file or a run folder"
+        "TensorRT .engine/.plan, an OpenVINO .xml, a generator .safetensors file or a run folder"
     )
 
 

@@ -12,16 +12,20 @@ conditions hold runs the model, and each one passed over says why (the reason
 1. TensorRT: ``tensorrt`` + ``cuda-python`` importable, a CUDA GPU, and an engine built
    for this GPU/TensorRT next to the ONNX (``model.*.engine`` / ``.plan``);
 2. ONNX Runtime CUDA: ``CUDAExecutionProvider`` available and a CUDA GPU present;
-3. ONNX Runtime CPU INT8: the INT8 copy ``<stem>.int8.onnx`` made from the same checkpoint
+3. OpenVINO: installed, and measured faster than ONNX Runtime INT8 at equal parity on this
+   class of CPU (:data:`engan.runtime.backends.openvino.PREFER_OPENVINO_WHEN`: CPUs with
+   AMX; not on AVX2-only CPUs, where ONNX Runtime INT8 measured faster); the reason line
+   names the CPU and the measurement either way (``ENGAN_AUTO_OPENVINO=0``/``1`` pins it);
+4. ONNX Runtime CPU INT8: the INT8 copy ``<stem>.int8.onnx`` made from the same checkpoint
    lies next to the ONNX (``engan export --int8`` writes it; the shipped model has one);
-4. ONNX Runtime CPU: the file as given.
+5. ONNX Runtime CPU: the file as given.
 
-An ``.engine``/``.plan`` runs on TensorRT, a ``.safetensors`` or run folder on eager
+An ``.engine``/``.plan`` runs on TensorRT, an OpenVINO IR ``.xml`` on OpenVINO, a ``.safetensors`` or run folder on eager
 PyTorch (the ``train`` extra). :func:`open_backend` builds the chosen backend; when
 TensorRT or the CUDA session fails to start under ``auto``, it goes on down the list and
 says so.
 
-Adding a backend (an OpenVINO one, say) is its module in ``runtime/backends/``, its row
+Adding a backend is its module in ``runtime/backends/``, its row
 in :data:`BACKENDS` and, for ``auto`` to pick it, its candidate in :data:`AUTO` at the
 rank it earns. Nothing here imports a backend library: :func:`available_backends` asks
 :func:`importlib.util.find_spec`.
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +85,8 @@ BACKENDS: dict[str, BackendSpec] = {spec.name: spec for spec in (
                 ("engine",), ("cuda",), ("tensorrt",)),
     BackendSpec("ort", "ONNX Runtime", "engan.runtime.backends.ort:OrtBackend", ("onnxruntime",),
                 ("onnx",), ("cpu", "cuda"), ("onnxruntime", "onnx")),
+    BackendSpec("openvino", "OpenVINO", "engan.runtime.backends.openvino:OpenVINOBackend", ("openvino",),
+                ("onnx", "ir"), ("cpu",), ("ov",)),
     BackendSpec("torch", "PyTorch", "engan.runtime.backends.torch_backend:TorchBackend", ("torch", "safetensors"),
                 ("checkpoint",), ("cpu", "cuda"), ("pytorch",)),
 )}
@@ -202,6 +209,33 @@ def _check_ort_cuda(path: Path, device: str, cpu_int8: bool) -> Pick | str:
     return path, "cuda" if device == "auto" else device, "CUDAExecutionProvider available and a CUDA GPU present"
 
 
+#: Environment variable that pins the OpenVINO rung of ``auto``: ``0`` never, ``1`` whenever installed
+#: (unset: the measured rule for this CPU class).
+OPENVINO_ENV = "ENGAN_AUTO_OPENVINO"
+
+
+def _openvino_decision() -> tuple[bool, str]:
+    """Whether auto prefers OpenVINO on this CPU, and why (the measured rule; imports no openvino)."""
+    pinned = os.environ.get(OPENVINO_ENV, "").strip()
+    if pinned in ("0", "1"):
+        if pinned == "0":
+            return False, f"OpenVINO not used: {OPENVINO_ENV}=0 is set"
+        if not is_installed("openvino"):
+            return False, f"OpenVINO not used: {OPENVINO_ENV}=1 but openvino is not installed (pip install 'engan[openvino]')"
+        return True, f"OpenVINO: {OPENVINO_ENV}=1 is set"
+    from engan.runtime.backends.openvino import openvino_auto_reason
+
+    return openvino_auto_reason(installed=is_installed("openvino"))
+
+
+def _check_openvino(path: Path, device: str, cpu_int8: bool) -> Pick | str:
+    if device not in ("auto", "cpu"):
+        return f"device={device!r} requested (OpenVINO runs on the CPU here)"
+    prefer, why = _openvino_decision()
+    why = why.split(": ", 1)[1]
+    return (path, "cpu", why) if prefer else why
+
+
 def _check_int8(path: Path, device: str, cpu_int8: bool) -> Pick | str:
     if not cpu_int8:
         return "cpu_int8=False: the file runs as given"
@@ -237,10 +271,14 @@ def _cuda_session_failed(e: BaseException, device: str, options: BackendOptions)
 AUTO: tuple[Candidate, ...] = (
     Candidate("TensorRT", "trt", ("onnx",), _check_trt, lambda e, device, options: True),  # the ONNX still runs
     Candidate("ONNX Runtime CUDA", "ort", ("onnx",), _check_ort_cuda, _cuda_session_failed),
+    Candidate("OpenVINO", "openvino", ("onnx",), _check_openvino),
     Candidate("ONNX Runtime CPU INT8", "ort", ("onnx",), _check_int8),
     Candidate("ONNX Runtime CPU", "ort", ("onnx",), _check_ort_cpu),
     Candidate("TensorRT", "trt", ("engine",), _check_engine),
     Candidate("PyTorch", "torch", ("checkpoint",), _check_checkpoint),
+    Candidate("OpenVINO", "openvino", ("ir",), lambda path, device, cpu_int8: (
+        path, "cpu", "the model is OpenVINO IR (.xml)") if is_installed("openvino") else
+        f"openvino is not installed (pip install 'engan[openvino]') and {path.name} is OpenVINO IR"),
 )
 
 
@@ -348,10 +386,10 @@ def open_backend(model: str | Path, backend: str = "auto", options: BackendOptio
     warned: list[str] = []
     while True:
         sel = select_backend(model, backend, options.device, cpu_int8, failed)
-        if options.precision not in (None, "fp32") and sel.backend != "torch":
+        if options.precision not in (None, "fp32") and sel.backend not in ("torch", "openvino"):
             raise ValueError(
-                f"precision={options.precision!r} applies to the PyTorch backend only; the {sel.backend} backend "
-                "runs the artefact's precision (pass model.fp16.onnx / an fp16 engine instead)"
+                f"precision={options.precision!r} applies to the PyTorch and OpenVINO backends only; the "
+                f"{sel.backend} backend runs the artefact's precision (pass model.fp16.onnx / an fp16 engine instead)"
             )
         try:
             be = BACKENDS[sel.backend].create(sel.model, dataclasses.replace(options, device=sel.device))

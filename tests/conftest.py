@@ -13,6 +13,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ENGAN_SHARED", REPO.parent / "shared"))
+# `--backend auto` prefers OpenVINO on CPUs where it measured faster (AMX): tests that expect ONNX Runtime's
+# pixels and lines pin it off, in this process and the engan-infer processes they start; the rule itself is
+# tested with made-up CPUs (test_backend_table.py).
+os.environ["ENGAN_AUTO_OPENVINO"] = "0"
 
 
 @pytest.fixture(scope="session")

@@ -293,9 +293,10 @@ def test_auto_on_this_cpu_box(onnx_dir, monkeypatch):
     assert sel.reason == (
         "ONNX Runtime CPU: model.onnx as given (TensorRT not used: tensorrt and cuda not installed (pip install "
         "'engan[trt]')) (ONNX Runtime CUDA not used: onnxruntime has no CUDAExecutionProvider (providers: "
-        "['CPUExecutionProvider']; install onnxruntime-gpu for CUDA)) (ONNX Runtime CPU INT8 not used: no "
-        "model.int8.onnx next to model.onnx)")
-    assert [label for label, _ in sel.passed_over] == ["TensorRT", "ONNX Runtime CUDA", "ONNX Runtime CPU INT8"]
+        "['CPUExecutionProvider']; install onnxruntime-gpu for CUDA)) (OpenVINO not used: ENGAN_AUTO_OPENVINO=0 is "
+        "set) (ONNX Runtime CPU INT8 not used: no model.int8.onnx next to model.onnx)")
+    assert [label for label, _ in sel.passed_over] == ["TensorRT", "ONNX Runtime CUDA", "OpenVINO",
+                                                       "ONNX Runtime CPU INT8"]
 
 
 def test_auto_on_a_cuda_box_picks_ort_cuda(onnx_dir, monkeypatch):
@@ -348,7 +349,7 @@ def test_suffix_dispatch_and_explicit_backends(onnx_dir, tiny_checkpoint):
         select.select_backend(tiny_checkpoint, backend="ort")
     with pytest.raises(ValueError, match="backend 'torch' runs .safetensors checkpoints or run folders"):
         select.select_backend(onnx_dir / "model.onnx", backend="torch")
-    with pytest.raises(ValueError, match="unknown backend 'tflite'; use one of: auto, trt, ort, torch"):
+    with pytest.raises(ValueError, match="unknown backend 'tflite'; use one of: auto, trt, ort, openvino, torch"):
         select.select_backend(onnx_dir / "model.onnx", backend="tflite")
     engine.unlink()
     with pytest.raises(ValueError, match="backend 'trt' needs a TensorRT engine and none lies next to"):

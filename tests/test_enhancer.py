@@ -303,7 +303,7 @@ def test_checkpoints_run_on_torch_and_match_onnx(enh, tiny_checkpoint):
         assert t.info["backend"] == "torch" and t.info["reason"].startswith("PyTorch: the model is a .safetensors")
         out = t.enhance(img)
     assert np.abs(out.astype(int) - enh.enhance(img).astype(int)).max() <= 1
-    with pytest.raises(ValueError, match="precision='fp16' applies to the PyTorch backend only"):
+    with pytest.raises(ValueError, match="precision='fp16' applies to the PyTorch and OpenVINO backends only"):
         Enhancer.load(enh.info["model"], precision="fp16")
 
 

@@ -22,20 +22,21 @@ H100 = "NVIDIA H100 80GB HBM3"
 
 
 def test_one_row_per_artefact_with_its_file_name_flag_and_check():
-    assert [f.name for f in FORMATS] == ["onnx", "fp16", "int8", "engine", "triton"]
+    assert [f.name for f in FORMATS] == ["onnx", "fp16", "int8", "engine", "triton", "openvino"]
     assert {f.name: f.file_name for f in FORMATS} == {
         "onnx": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx",
-        "engine": "model.{gpu}.trt{trt_version}.fp16.engine", "triton": "triton",
+        "engine": "model.{gpu}.trt{trt_version}.fp16.engine", "triton": "triton", "openvino": "model.xml",
     }
     assert {f.name: f.option for f in FORMATS} == {
         "onnx": "(always)", "fp16": "--fp16", "int8": "--int8", "engine": "--engine", "triton": "--triton",
+        "openvino": "--openvino",
     }
     fields = {f.name for f in dataclasses.fields(ExportConfig)}
     assert all(f.flag in fields for f in FORMATS if f.flag)  # the flags are ExportConfig's (and the CLI's) spelling
     # how each is checked: the runtime backend, its device and the minimum PSNR vs eager PyTorch
     assert {f.name: (f.check_backend, f.check_device, f.min_psnr_db) for f in FORMATS} == {
         "onnx": ("ort", "cpu", 50.0), "fp16": ("ort", "cpu", 35.0), "int8": ("ort", "cpu", 30.0),
-        "engine": ("trt", "cuda", 35.0), "triton": (None, "cpu", None),
+        "engine": ("trt", "cuda", 35.0), "triton": (None, "cpu", None), "openvino": ("openvino", "cpu", 50.0),
     }
     assert THRESHOLDS_DB == {"fp32": 50.0, "fp16": 35.0, "int8": 30.0}
 

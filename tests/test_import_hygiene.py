@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from engan.runtime._optional import is_installed
+
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME = REPO / "runtime"
 
 #: Packages no runtime module may import at module level (only lazily, inside functions).
 HEAVY = {"torch", "onnx", "onnxruntime", "tensorrt", "cuda", "pycuda", "safetensors", "onnxscript",
-         "onnxconverter_common", "scipy", "skimage", "torchvision"}
+         "onnxconverter_common", "scipy", "skimage", "torchvision", "openvino", "nncf", "ray", "pyarrow"}
 #: engan packages the runtime must never import at module level (dependency direction).
 TRAINING = {"engan.models", "engan.losses", "engan.data", "engan.export", "engan.eval", "engan.cli"}
 
@@ -48,7 +50,7 @@ def test_runtime_imports_and_enhances_with_torch_blocked(tiny_onnx):
     report = json.loads(res.stdout.strip().splitlines()[-1])
     assert report["after_import"] == []  # `import engan.runtime` is lazy: not even onnxruntime yet
     assert report["after_available"] is False  # available_backends() uses find_spec, imports nothing
-    assert report["backends"] == ["ort"]  # torch/tensorrt blocked
+    assert report["backends"] == ["ort", "openvino"][: 1 + is_installed("openvino")]  # torch/tensorrt blocked
     assert report["shape"] == [37, 53, 3] and report["dtype"] == "uint8" and report["gray_shape"] == [37, 53]
     assert report["changed"] and report["backend"] == "onnxruntime"
     assert report["heavy"] == []

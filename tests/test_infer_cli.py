@@ -401,13 +401,14 @@ def test_verbose_says_why_this_backend_and_why_not_the_others(tmp_path, tiny_onn
     lines = r.stderr.replace("\r", "\n").splitlines()
     detail = lines[1:lines.index(next(line for line in lines if line.startswith("  tiling"))) + 1]
     assert [line[:12] for line in detail] == ["  model     ", "  chosen    ", "  not used  ", "  not used  ",
-                                              "  not used  ", "  runtime   ", "  tiling    "]
+                                              "  not used  ", "  not used  ", "  runtime   ", "  tiling    "]
     assert detail[0] == f"  model     {tiny_onnx.name} (tiny preset, {detail[0].split(', ')[1]}, exported by engan 0.1.0)"
     assert detail[1] == f"  chosen    ONNX Runtime CPU: {tiny_onnx.name} as given"
     assert detail[2].startswith("  not used  TensorRT: ") and detail[3].startswith("  not used  ONNX Runtime CUDA: ")
-    assert detail[4] == f"  not used  ONNX Runtime CPU INT8: no {tiny_onnx.stem}.int8.onnx next to {tiny_onnx.name}"
-    assert detail[5].startswith("  runtime   onnxruntime ") and detail[5].endswith(", 1 threads")
-    assert detail[6] == "  tiling    images above 1,000,000 pixels run as tiles, 64 px overlap"
+    assert detail[4] == "  not used  OpenVINO: ENGAN_AUTO_OPENVINO=0 is set"
+    assert detail[5] == f"  not used  ONNX Runtime CPU INT8: no {tiny_onnx.stem}.int8.onnx next to {tiny_onnx.name}"
+    assert detail[6].startswith("  runtime   onnxruntime ") and detail[6].endswith(", 1 threads")
+    assert detail[7] == "  tiling    images above 1,000,000 pixels run as tiles, 64 px overlap"
     assert counts(r) == (1, 0, 0)
 
 

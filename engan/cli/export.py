@@ -83,6 +83,9 @@ def _hw_sizes_option(ctx: click.Context, param: click.Parameter, values: tuple[s
 @click.option("--triton", is_flag=True, default=False,
               help="Also write a Triton Inference Server model repository: OUT/triton/engan/config.pbtxt, "
                    "1/model.onnx (+ 1/model.plan when an engine was built).")
+@click.option("--openvino", is_flag=True, default=False,
+              help="Also write OpenVINO IR: OUT/model.xml + model.bin (FP32 weights, engan metadata), checked "
+                   "on OpenVINO like every artefact (needs pip install 'engan[openvino]').")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="After writing, compare every artefact with the eager PyTorch model at the --check-size sizes "
                    f"(max |Δ| and PSNR in dB); fail, keeping the files, when {_thresholds()}.")
@@ -95,7 +98,7 @@ def export(
     checkpoint: str | None, out: str | None, fp16: bool, int8: bool, calib: str | None, calib_images: int,
     opset: int, exporter: str, min_shape: tuple[int, int], opt_shape: tuple[int, int],
     max_shape: tuple[int, int], max_batch: int, workspace: float, timing_cache: str | None,
-    engine: bool | None, triton: bool, check: bool, check_sizes: tuple[tuple[int, int], ...],
+    engine: bool | None, triton: bool, openvino: bool, check: bool, check_sizes: tuple[tuple[int, int], ...],
     check_image: str | None,
 ) -> None:
     """Export a generator to ONNX (FP32, optionally FP16/INT8), a TensorRT engine and a Triton repository.
@@ -125,7 +128,7 @@ def export(
     cfg = ExportConfig(
         checkpoint=checkpoint, out=out, fp16=fp16, int8=int8, calib=calib, calib_images=calib_images,
         opset=opset, exporter=exporter, profile=profile, workspace_gib=workspace, timing_cache=timing_cache,
-        engine=engine, triton=triton, check=check, check_image=check_image,
+        engine=engine, triton=triton, openvino=openvino, check=check, check_image=check_image,
         **({"check_sizes": check_sizes} if check_sizes else {}),
     )
     try:

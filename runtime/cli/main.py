@@ -34,7 +34,9 @@ _AUTO_ORDER = " > ".join(c.label for c in AUTO if "onnx" in c.kinds)
         "Examples:\n\n"
         "  engan-infer photos/ out/\n\n"
         "  engan-infer 'shots/**/*.jpg' out/ --ext jpg --quality 90 --html\n\n"
-        "  engan-infer big.tif out/ --model model.onnx --tile 512 --compare"),
+        "  engan-infer big.tif out/ --model model.onnx --tile 512 --compare\n\n"
+        "  engan-infer night/ out/ --backend openvino\n\n"
+        "  engan-infer s3://bucket/night/ /shared/out --ray --ray-address auto"),
 )
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.argument("output_dir", metavar="OUTPUT_DIR", nargs=1, type=click.Path(path_type=Path))
@@ -112,6 +114,13 @@ _AUTO_ORDER = " > ".join(c.label for c in AUTO if "onnx" in c.kinds)
 @click.option("--fade-range", type=(float, float), default=None, metavar="LO HI",
               help=f"Mean-luma range of --fade-bright (implies it), 0 <= LO < HI <= 1.  "
                    f"[default: {FADE_RANGE[0]:g} {FADE_RANGE[1]:g}]")
+@click.option("--ray", "use_ray", is_flag=True,
+              help="Run on Ray Data (pip install 'engan[ray]'): each actor loads the model once and writes "
+                   "byte-identical outputs; INPUT may also be a pyarrow URI (s3://bucket/night/). Without "
+                   "--ray-address, a local Ray on this machine's CPUs.")
+@click.option("--ray-address", default=None, metavar="ADDRESS",
+              help="The Ray cluster --ray joins (auto, ray://host:10001, host:6379); OUTPUT_DIR and --model "
+                   "must be reachable from every node.  [default: a local Ray]")
 @click.option("-v", "--verbose", is_flag=True,
               help="Also print, under the first line, the model file, why this backend was chosen and why "
                    "each better one was not, the library versions, threads and tiling.")
@@ -122,7 +131,8 @@ def main(inputs: tuple[str, ...], output_dir: Path, model: str | None, backend: 
          ext: str, quality: int, png_compress: int, suffix: str, skip_existing: bool, overwrite: bool,
          recursive: bool, follow_symlinks: bool, max_pixels: int | None, tile: int | None, threads: int | None,
          max_image_pixels: int, workers: int, batch: int, compare: bool, html: bool,
-         fade_bright: bool, fade_range: tuple[float, float] | None, verbose: bool, quiet: bool) -> None:
+         fade_bright: bool, fade_range: tuple[float, float] | None, use_ray: bool, ray_address: str | None,
+         verbose: bool, quiet: bool) -> None:
     r"""Enhance low-light photos with EnlightenGAN, without PyTorch.
 
     INPUT... are image files, folders or glob patterns (quote them to let engan-infer
@@ -138,6 +148,8 @@ def main(inputs: tuple[str, ...], output_dir: Path, model: str | None, backend: 
     'N enhanced, M failed, K skipped in T s'. Control characters in printed file
     names are shown as escapes (\n, \x1b).
     """
+    if ray_address is not None and not use_ray:
+        raise click.UsageError("--ray-address is the cluster for --ray; pass --ray too")
     if skip_existing and overwrite:
         raise click.UsageError("--skip-existing and --overwrite contradict each other; pass one")
     if os.sep in suffix or (os.altsep and os.altsep in suffix):
@@ -169,7 +181,15 @@ def main(inputs: tuple[str, ...], output_dir: Path, model: str | None, backend: 
         html=html, quiet=quiet, verbose=verbose, fade=fade)
     with stop_signals():  # a no-op under engan-infer's entry point, which installed them first
         try:
-            result = run(opts)
+            if use_ray:
+                from engan.runtime.ray import run_ray
+
+                try:
+                    result = run_ray(opts, ray_address or "local")
+                except ImportError as e:
+                    raise click.UsageError(str(e)) from None
+            else:
+                result = run(opts)
         except (Interrupted, KeyboardInterrupt) as e:  # before any file was processed
             signum = getattr(e, "signum", signal.SIGINT)
             click.echo(startup_line(signum), err=True)
