@@ -142,9 +142,16 @@ def test_bend_moves_the_mean_and_keeps_black_and_white() -> None:
 
 def test_cut_detector_ignores_noise_and_catches_cuts() -> None:
     frames = list(cut_frames(30, 15, H, W))
-    det = CutDetector(SmoothingConfig().cut_threshold)
-    cuts = [i for i, f in enumerate(frames) if det.is_cut(frame_stats(f, i / FPS).thumb)]
-    assert cuts == [15]
+    cfg = SmoothingConfig()
+    det = CutDetector(cfg.cut_threshold, cfg.hist_threshold)
+    assert [i for i, f in enumerate(frames) if det.is_cut(frame_stats(f, i / FPS))] == [15]
+    # a pan: the picture slides 4 px a frame; the thumbnail moves past 0.2 but the histogram stays: no cut
+    wide = np.concatenate([next(static_dark_frames(1, H, 4 * W, seed=9, noise=0))] * 2, axis=1)
+    pan = [frame_stats(wide[:, 4 * i: 4 * i + W], i / FPS) for i in range(40)]
+    det = CutDetector(0.2, cfg.hist_threshold)
+    assert not any(det.is_cut(st) for st in pan)
+    thumb_only = CutDetector(0.2, 0.0)
+    assert any(thumb_only.is_cut(st) for st in pan)  # the thumbnail alone would have cut
 
 
 # ----------------------------------------------------------------------------- the static clip

@@ -120,8 +120,7 @@ def resolve_output(src: str | os.PathLike, dst: str | os.PathLike, video_ext: st
 def _dropped_note(info: VideoInfo) -> list[str]:
     if not info.dropped:
         return []
-    return [f"dropped {len(info.dropped)} stream(s) engan does not carry over: {', '.join(info.dropped)} "
-            "(video and audio are kept)"]
+    return [f"dropped {', '.join(info.dropped)}: only video and audio are kept"]
 
 
 def _duration(stats: PipelineStats, tb: Fraction) -> float | None:

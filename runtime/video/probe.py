@@ -83,7 +83,7 @@ class VideoInfo:
             ``DURATION`` tag), None when the file does not say; a shorter decode means truncation.
         colorspace, color_range: FFmpeg's AVColorSpace / AVColorRange numbers of the first frame.
         audio: the audio streams, copied without re-encoding.
-        dropped: one ``"subtitle (mov_text)"``-like entry per stream that is not kept.
+        dropped: one ``"subtitle stream 2 (mov_text)"``-like entry per stream that is not kept.
     """
 
     path: Path
@@ -183,7 +183,7 @@ def _dropped(container: Any, keep: set[int]) -> tuple[str, ...]:
         ctx = getattr(s, "codec_context", None)
         name = getattr(ctx, "name", None) if ctx is not None else None
         name = name or getattr(getattr(s, "codec", None), "name", None) or "unknown codec"
-        out.append(f"{s.type} ({name})")
+        out.append(f"{s.type} stream {s.index} ({name})")
     return tuple(out)
 
 

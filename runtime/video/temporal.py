@@ -35,19 +35,26 @@ class SmoothingConfig:
 
     Attributes:
         tau_s: EMA time constant in seconds (0: no smoothing; longer: steadier, slower to follow).
-        cut_threshold: relative change of the input's 16x16 luma thumbnail that counts as a scene cut.
-        epsilon: added to both means of a gain, so black frames do not make it explode.
+        cut_threshold: relative change of the input's luma thumbnail that may be a scene cut ...
+        hist_threshold: ... when the input's luma histogram moves this much too (total variation
+            distance): a pan or a passing object changes the picture but hardly its histogram.
+        epsilon: added to both means of a gain, so a black frame's gain stays finite.
         max_correction: the most a frame's gain is pulled up or down (factor).
         grid: thumbnail side for cut detection.
         samples: pixels per channel used to solve each frame's curve (a strided subsample).
     """
 
     tau_s: float = 1.0
-    cut_threshold: float = 0.3
-    epsilon: float = 2.0 / 255.0
+    cut_threshold: float = 0.5
+    hist_threshold: float = 0.1
+    epsilon: float = 0.5 / 255.0
     max_correction: float = 4.0
     grid: int = 16
     samples: int = 4096
+
+
+#: Bins of the sqrt-luma histogram used for cut detection.
+HIST_BINS = 16
 
 
 @dataclass
@@ -56,6 +63,7 @@ class FrameStats:
 
     means: np.ndarray        # per-channel mean in [0, 1], float64 (3,)
     thumb: np.ndarray        # grid x grid luma block means, float32
+    hist: np.ndarray         # HIST_BINS-bin histogram of sqrt(luma), sums to 1
     time: float              # seconds
 
     @property
@@ -79,21 +87,31 @@ def channel_means(a: np.ndarray) -> np.ndarray:
     return rows.sum(axis=0, dtype=acc).astype(np.float64) / (a.shape[0] * a.shape[1] * unit_scale(a))
 
 
-def luma_thumbnail(a: np.ndarray, grid: int = 16) -> np.ndarray:
-    """``grid`` x ``grid`` block means of the Rec.601 luma of an HxWx3 image (edge rows/columns trimmed)."""
+def _luma_sample(a: np.ndarray, grid: int) -> tuple[np.ndarray, int, int]:
+    """Luma of a regular subsample (about 8x8 per thumbnail block), and the blocks per side."""
     h, w = a.shape[:2]
     gh, gw = min(grid, h), min(grid, w)
-    bh, bw = h // gh, w // gw
-    step = max(1, min(bh, bw) // 8)  # a regular subsample inside each block: enough for a mean
-    sub = a[: gh * bh : step, : gw * bw : step]
-    luma = sub.astype(np.float32) @ _LUMA.astype(np.float32) / np.float32(unit_scale(a))
+    step = max(1, min(h // gh, w // gw) // 8)
+    sub = a[: gh * (h // gh) : step, : gw * (w // gw) : step]
+    return sub.astype(np.float32) @ _LUMA.astype(np.float32) / np.float32(unit_scale(a)), gh, gw
+
+
+def luma_thumbnail(a: np.ndarray, grid: int = 16) -> np.ndarray:
+    """``grid`` x ``grid`` block means of the Rec.601 luma of an HxWx3 image (edge rows/columns trimmed)."""
+    return _thumbnail(*_luma_sample(a, grid))
+
+
+def _thumbnail(luma: np.ndarray, gh: int, gw: int) -> np.ndarray:
     hh, ww = luma.shape[0] // gh, luma.shape[1] // gw
     return luma[: gh * hh, : gw * ww].reshape(gh, hh, gw, ww).mean(axis=(1, 3))
 
 
 def frame_stats(a: np.ndarray, time: float, grid: int = 16) -> FrameStats:
     """:class:`FrameStats` of an input frame (run where it is decoded, off the main thread)."""
-    return FrameStats(channel_means(a), luma_thumbnail(a, grid), float(time))
+    luma, gh, gw = _luma_sample(a, grid)
+    bins = np.minimum((np.sqrt(np.clip(luma, 0, 1)) * HIST_BINS).astype(np.int32), HIST_BINS - 1)
+    hist = np.bincount(bins.ravel(), minlength=HIST_BINS) / bins.size
+    return FrameStats(channel_means(a), _thumbnail(luma, gh, gw), hist, float(time))
 
 
 def mean_luma(a: np.ndarray) -> float:
@@ -102,21 +120,26 @@ def mean_luma(a: np.ndarray) -> float:
 
 
 class CutDetector:
-    """Hard cuts from the input alone: the mean change of a luma thumbnail relative to its brightness."""
+    """Hard cuts from the input alone: the luma thumbnail changes a lot for its brightness, and so
+    does the luma histogram (motion moves the picture but keeps its histogram; a cut or a light
+    switched on moves both)."""
 
-    def __init__(self, threshold: float = 0.3) -> None:
-        self.threshold = threshold
-        self._prev: np.ndarray | None = None
+    def __init__(self, threshold: float = 0.5, hist_threshold: float = 0.1) -> None:
+        self.threshold, self.hist_threshold = threshold, hist_threshold
+        self._prev: FrameStats | None = None
 
-    def change(self, thumb: np.ndarray) -> float:
-        """Relative thumbnail change from the previous frame (0 for the first), in [0, 2]."""
-        prev, self._prev = self._prev, thumb
-        if prev is None or prev.shape != thumb.shape:
-            return 0.0
-        return float(2 * np.abs(thumb - prev).mean() / max(float(thumb.mean() + prev.mean()), 1e-4))
+    def change(self, stats: FrameStats) -> tuple[float, float]:
+        """(relative thumbnail change in [0, 2], histogram distance in [0, 1]) from the previous frame."""
+        prev, self._prev = self._prev, stats
+        if prev is None or prev.thumb.shape != stats.thumb.shape:
+            return 0.0, 0.0
+        a, b = stats.thumb, prev.thumb
+        rel = float(2 * np.abs(a - b).mean() / max(float(a.mean() + b.mean()), 1e-4))
+        return rel, float(0.5 * np.abs(stats.hist - prev.hist).sum())
 
-    def is_cut(self, thumb: np.ndarray) -> bool:
-        return self.change(thumb) > self.threshold
+    def is_cut(self, stats: FrameStats) -> bool:
+        rel, hist = self.change(stats)
+        return rel > self.threshold and hist > self.hist_threshold
 
 
 def curve(y: np.ndarray, k: float | np.ndarray) -> np.ndarray:
@@ -165,7 +188,7 @@ class Stabiliser:
 
     def __init__(self, config: SmoothingConfig | None = None) -> None:
         self.config = config or SmoothingConfig()
-        self.cuts = CutDetector(self.config.cut_threshold)
+        self.cuts = CutDetector(self.config.cut_threshold, self.config.hist_threshold)
         self.state = StabiliserState()
         self._log_s: np.ndarray | None = None
         self._t: float | None = None
@@ -177,7 +200,7 @@ class Stabiliser:
         eps = cfg.epsilon
         out_means = channel_means(y)
         log_r = np.log((out_means + eps) / (stats.means + eps))
-        cut = self.cuts.is_cut(stats.thumb)
+        cut = self.cuts.is_cut(stats)
         if self._log_s is None or cut or cfg.tau_s <= 0:
             if cut:
                 self.state.cuts.append(i)
