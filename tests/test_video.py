@@ -212,6 +212,26 @@ def test_rotation_and_pixel_aspect_kept(clips, tmp_path) -> None:
     assert mean_luma(np.asarray(a.convert("RGB"))) > mean_luma(np.asarray(b.convert("RGB")))
 
 
+def test_rotation_turned_into_pixels_where_pyav_cannot_write_it(clips, tmp_path, monkeypatch) -> None:
+    if "rotated" not in clips:
+        pytest.skip(f"PyAV {av.__version__} cannot write a display matrix (needs >= 18) to make the input")
+    from engan.runtime.video import writer
+
+    monkeypatch.setattr(writer, "can_write_rotation", lambda stream: False)  # as PyAV < 18
+    res = enhance_video(FlickerEnhancer(), clips["rotated"], tmp_path / "r.mp4")
+    info = probe_video(res.dst)
+    assert info.rotation == 0 and (info.width, info.height) == (H, W)  # upright pixels instead
+    assert info.sample_aspect_ratio == Fraction(3, 4)
+    assert sum("rotation" in n for n in res.notes) == 1
+    turned = next(iter_frames(res.dst)).rgb[..., 1].astype(np.float64).ravel()
+    coded = next(iter_frames(clips["rotated"])).rgb[..., 1].astype(np.float64)
+
+    def corr(k: int) -> float:
+        return float(np.corrcoef(turned, np.rot90(coded, k).ravel())[0, 1])
+
+    assert corr(1) > 0.9 > corr(-1)  # turned counter-clockwise, as a player turns it
+
+
 def test_variable_frame_rate_timestamps_kept(clips, tmp_path) -> None:
     src = clips["vfr"]
     assert probe_video(src).vfr

@@ -130,8 +130,8 @@ def open_input(path: str | os.PathLike) -> Any:
 def video_stream(container: Any, path: str | os.PathLike) -> Any:
     """The first video stream that is not a cover picture, or a :class:`VideoError`."""
     for s in container.streams.video:
-        disposition = getattr(s, "disposition", 0)
-        if int(disposition) & 0x400:  # AV_DISPOSITION_ATTACHED_PIC: an album cover, not a video
+        disposition = getattr(s, "disposition", 0)  # an int flag set, or a Flag enum in some PyAV versions
+        if int(getattr(disposition, "value", disposition)) & 0x400:  # AV_DISPOSITION_ATTACHED_PIC: a cover
             continue
         return s
     kinds = sorted({s.type for s in container.streams}) or ["none"]

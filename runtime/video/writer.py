@@ -98,6 +98,11 @@ def _pick_pix_fmt(encoder: str, bits: int, width: int, height: int, notes: list[
     return base if base in formats or not formats else formats[0]
 
 
+def can_write_rotation(stream: Any) -> bool:
+    """Whether PyAV can put a display matrix on this output stream (PyAV >= 18)."""
+    return hasattr(stream, "set_display_rotation")
+
+
 class VideoWriter:
     """Encode RGB frames and copied audio packets into ``dst`` (renamed into place by :meth:`finish`).
 
@@ -165,7 +170,7 @@ class VideoWriter:
         width, height = info.width, info.height
         stream = self.container.add_stream(encoder, rate=info.average_rate or 30, options=codec_options(encoder, crf, preset))
         if info.rotation:
-            if hasattr(stream, "set_display_rotation"):  # PyAV >= 18
+            if can_write_rotation(stream):
                 stream.set_display_rotation(info.rotation)
             elif info.rotation % 90 == 0:
                 self.rotate_k = info.rotation // 90
