@@ -261,8 +261,10 @@ def test_other_containers_and_codec_families(clips, tmp_path) -> None:
     webm = write_clip(tmp_path / "w.webm", static_dark_frames(6, H, W), codec="libvpx-vp9", options={})
     res = enhance_video(FlickerEnhancer(), webm, f"{tmp_path}/out/", video_ext="same")  # a new folder
     assert res.dst.suffix == ".webm" and probe_video(res.dst).codec == "vp9"  # WebM cannot hold H.264
-    mov = enhance_video(FlickerEnhancer(), clips["static"], tmp_path / "s.mov")
+    mov = enhance_video(FlickerEnhancer(), clips["static"], tmp_path / "s.mov", progress=True)  # a tqdm bar
     assert probe_video(mov.dst).codec == "h264" and mov.audio_copied == 1
+    into_webm = enhance_video(FlickerEnhancer(), clips["static"], tmp_path / "s.webm")  # WebM holds no AAC
+    assert into_webm.audio_copied == 0 and any("(aac) dropped" in n and "mkv" in n for n in into_webm.notes)
     hevc = write_clip(tmp_path / "h.mkv", static_dark_frames(6, H, W), codec="libx265",
                       options={"x265-params": "log-level=error"})
     same = enhance_video(FlickerEnhancer(), hevc, tmp_path / "h2.mkv", codec="same")

@@ -130,6 +130,21 @@ def _duration(stats: PipelineStats, tb: Fraction) -> float | None:
     return float((stats.pts[-1] - stats.pts[0] + stats.last_duration) * tb)
 
 
+class _FrameBar:
+    """``progress=True``: a tqdm bar counting frames, with rate and ETA (tqdm is a base dependency)."""
+
+    def __init__(self, name: str, total: int | None) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, unit="frame", desc=name, leave=False, dynamic_ncols=True)
+
+    def __call__(self, done: int, total: int | None) -> None:
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
 def check_complete(src: str | os.PathLike, info: VideoInfo, stats: PipelineStats, step: int) -> None:
     """A :class:`VideoError` when fewer frames were decoded than the header promises (a truncated file).
 
@@ -150,7 +165,7 @@ def check_complete(src: str | os.PathLike, info: VideoInfo, stats: PipelineStats
 
 def enhance_video(enhancer: Any, src: str | os.PathLike, dst: str | os.PathLike, *, crf: int = 18,
                   preset: str = "medium", codec: str = "h264", video_ext: str | None = None, smooth: bool = True,
-                  smoothing: SmoothingConfig | None = None, overwrite: bool = False, progress: Progress | None = None,
+                  smoothing: SmoothingConfig | None = None, overwrite: bool = False, progress: Progress | bool | None = None,
                   cancel: threading.Event | None = None, batch_size: int = 1, queue_size: int = 4,
                   threads: int = 0) -> VideoResult:
     """Enhance every frame of video ``src`` and write ``dst``, keeping its timing, audio, rotation and aspect.
@@ -166,7 +181,8 @@ def enhance_video(enhancer: Any, src: str | os.PathLike, dst: str | os.PathLike,
         smooth: smooth the model's per-frame response (no flicker); False: plain per-frame output.
         smoothing: the smoothing's knobs (:class:`~engan.runtime.video.temporal.SmoothingConfig`).
         overwrite: replace an existing ``dst`` (otherwise FileExistsError).
-        progress: ``progress(frames_done, total_or_None)`` after each frame (from a worker thread).
+        progress: ``progress(frames_done, total_or_None)`` after each frame (from a worker thread), or
+            True for a progress bar on stderr (frames, rate, ETA).
         cancel: a threading.Event; setting it stops the run, leaves no output and raises VideoCancelled.
         batch_size: frames per model call.
         queue_size: frames buffered between stages (memory stays flat).
@@ -188,14 +204,16 @@ def enhance_video(enhancer: Any, src: str | os.PathLike, dst: str | os.PathLike,
     if (out.exists() or out.is_symlink()) and not overwrite:
         raise FileExistsError(f"{out} exists; pass overwrite=True (engan-infer: --overwrite) to replace it")
     reader = VideoReader(src, audio=True, threads=threads)
-    writer = None
+    writer = bar = None
     try:
         info = reader.info
+        if progress is True:
+            bar = _FrameBar(Path(src).name, info.frames or None)
         writer = VideoWriter(out, info, audio_streams=reader.audio_streams, codec=codec, crf=crf, preset=preset,
                              threads=threads)
         stats = run_pipeline(reader.items(), enhancer, writer, stabiliser=Stabiliser(smoothing) if smooth else None,
                              batch_size=batch_size, queue_size=queue_size, frame_hw=(info.height, info.width),
-                             progress=progress, total=info.frames or None, cancel=cancel)
+                             progress=bar or progress or None, total=info.frames or None, cancel=cancel)
         check_complete(src, info, stats, reader.frame_step)
         writer.finish()
     except BaseException:
@@ -204,6 +222,8 @@ def enhance_video(enhancer: Any, src: str | os.PathLike, dst: str | os.PathLike,
         raise
     finally:
         reader.close()
+        if bar is not None:
+            bar.close()
     return VideoResult(
         src=Path(src), dst=out, frames=stats.frames, fps=info.fps,
         duration_s=_duration(stats, info.time_base),
