@@ -78,10 +78,16 @@ class PipelineStats:
 
 
 def enhance_frames(enhancer: Any, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Enhance float32 HxWx3 frames: one ``enhance_batch`` call when there are several and it exists."""
+    """Enhance float32 HxWx3 frames: one ``enhance_batch`` call when there are several and it exists.
+
+    An enhancer that answers in integers (not the Enhancer's float-in, float-out contract) is
+    read back to float in [0, 1].
+    """
     if len(frames) > 1 and hasattr(enhancer, "enhance_batch"):
-        return list(enhancer.enhance_batch(list(frames)))
-    return [enhancer.enhance(f) for f in frames]
+        out = list(enhancer.enhance_batch(list(frames)))
+    else:
+        out = [enhancer.enhance(f) for f in frames]
+    return [y if y.dtype == np.float32 else prepost.to_float(y) for y in map(np.asarray, out)]
 
 
 class _Stop(Exception):
