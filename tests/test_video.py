@@ -21,7 +21,7 @@ import pytest
 
 from engan.runtime.video.api import VIDEO_EXTENSIONS, is_video, video_output_name
 from engan.runtime.video.temporal import (
-    CutDetector, SmoothingConfig, Stabiliser, bend, channel_means, flicker_ratio, frame_stats, mean_luma,
+    CutDetector, SmoothingConfig, bend, channel_means, flicker_ratio, frame_stats, mean_luma,
 )
 
 av = pytest.importorskip("av", reason="PyAV not installed: pip install 'engan[video]' (make setup installs it)")
@@ -29,7 +29,7 @@ av = pytest.importorskip("av", reason="PyAV not installed: pip install 'engan[vi
 from engan.runtime.atomic import remove_stale_temp_files, temp_owners  # noqa: E402
 from engan.runtime.prepost import to_float, to_uint8  # noqa: E402
 from engan.runtime.video import (  # noqa: E402
-    VideoCancelled, VideoError, enhance_video, iter_enhanced_frames, poster_frames, probe_video, run_video_job,
+    VideoCancelled, enhance_video, iter_enhanced_frames, poster_frames, probe_video, run_video_job,
 )
 from engan.runtime.video.frames import iter_frames  # noqa: E402
 from engan.runtime.video.synth import cut_frames, static_dark_frames, tone, write_clip  # noqa: E402

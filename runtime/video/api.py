@@ -165,7 +165,8 @@ def check_complete(src: str | os.PathLike, info: VideoInfo, stats: PipelineStats
 
 def enhance_video(enhancer: Any, src: str | os.PathLike, dst: str | os.PathLike, *, crf: int = 18,
                   preset: str = "medium", codec: str = "h264", video_ext: str | None = None, smooth: bool = True,
-                  smoothing: SmoothingConfig | None = None, overwrite: bool = False, progress: Progress | bool | None = None,
+                  smoothing: SmoothingConfig | None = None, overwrite: bool = False,
+                  progress: Progress | bool | None = None,
                   cancel: threading.Event | None = None, batch_size: int = 1, queue_size: int = 4,
                   threads: int = 0) -> VideoResult:
     """Enhance every frame of video ``src`` and write ``dst``, keeping its timing, audio, rotation and aspect.
@@ -228,7 +229,8 @@ def enhance_video(enhancer: Any, src: str | os.PathLike, dst: str | os.PathLike,
         src=Path(src), dst=out, frames=stats.frames, fps=info.fps,
         duration_s=_duration(stats, info.time_base),
         seconds=stats.seconds, model_seconds=stats.model_seconds, encoder=writer.encoder, pix_fmt=writer.pix_fmt,
-        bit_depth=writer.bits, audio_copied=writer.audio_copied, rotation=info.rotation, vfr=info.vfr or is_vfr(stats.pts),
+        bit_depth=writer.bits, audio_copied=writer.audio_copied, rotation=info.rotation,
+        vfr=info.vfr or is_vfr(stats.pts),
         notes=_dropped_note(info) + writer.notes, cuts=stats.cuts, luma_in=stats.luma_in, luma_out=stats.luma_out,
         raw_gain=stats.raw_gain, smooth_gain=stats.smooth_gain,
     )

@@ -202,7 +202,8 @@ def build_info(container: Any, stream: Any, first: Any, frame_pts: list[int], pa
         frames=int(stream.frames or 0), vfr=is_vfr(frame_pts), rotation=_rotation(first, stream),
         sample_aspect_ratio=Fraction(stream.sample_aspect_ratio) if stream.sample_aspect_ratio else None,
         duration_s=container.duration / 1_000_000 if container.duration else None,
-        video_s=stream_seconds(stream), colorspace=int(first.colorspace), color_range=int(first.color_range), audio=audio,
+        video_s=stream_seconds(stream), colorspace=int(first.colorspace), color_range=int(first.color_range),
+        audio=audio,
         dropped=_dropped(container, {stream.index, *(a.index for a in audio)}),
     )
 

@@ -168,7 +168,8 @@ class VideoWriter:
         encoder = self._encoder(codec)
         self.rotate_k = 0  # quarter turns baked into the pixels when the display matrix cannot be written
         width, height = info.width, info.height
-        stream = self.container.add_stream(encoder, rate=info.average_rate or 30, options=codec_options(encoder, crf, preset))
+        stream = self.container.add_stream(encoder, rate=info.average_rate or 30,
+                                           options=codec_options(encoder, crf, preset))
         if info.rotation:
             if can_write_rotation(stream):
                 stream.set_display_rotation(info.rotation)
@@ -188,7 +189,8 @@ class VideoWriter:
         if threads:
             ctx.thread_count = threads
         if info.sample_aspect_ratio and info.sample_aspect_ratio != 1:
-            ctx.sample_aspect_ratio = info.sample_aspect_ratio if self.rotate_k % 2 == 0 else 1 / info.sample_aspect_ratio
+            sar = info.sample_aspect_ratio
+            ctx.sample_aspect_ratio = sar if self.rotate_k % 2 == 0 else 1 / sar  # turned pixels: aspect turns too
         self.matrix = yuv_matrix(info.colorspace, info.height)
         with contextlib.suppress(AttributeError, TypeError, ValueError):  # colour tags: PyAV >= 14 on most builds
             ctx.colorspace = self.matrix
