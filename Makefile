@@ -11,7 +11,7 @@ TORCH  ?= torch==2.13.0
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "$(TORCH)" -e ".[train,eval,dev,openvino,ray]" nncf
+	$(PIP) install -q "$(TORCH)" -e ".[train,eval,dev,video,openvino,ray]" nncf
 	touch $@
 
 setup: $(VENV)/.installed

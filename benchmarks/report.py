@@ -91,7 +91,8 @@ def markdown_report(rows: Sequence[dict[str, Any]], skipped: Sequence[dict[str, 
     groups = [("Backends", "backends"), ("Levers (ONNX Runtime session options, batch)", "levers"),
               ("End-to-end (engan-infer on a folder vs model-only)", "e2e"),
               ("OpenVINO (one interleaved run with eager FP32 and ONNX Runtime)", "openvino"),
-              ("Ray Data on one machine vs engan-infer (same folder)", "ray")]
+              ("Ray Data on one machine vs engan-infer (same folder)", "ray"),
+              ("Video (enhance_video end to end vs model-only; flicker ratio, 1.0 = none added)", "video")]
     for title, group in groups:
         sel = [r for r in rows if r.get("group") == group]
         if not sel:
@@ -99,6 +100,8 @@ def markdown_report(rows: Sequence[dict[str, Any]], skipped: Sequence[dict[str, 
         lines += [f"## {title}", ""]
         if group == "e2e":
             lines.append(markdown_table(sel, E2E_COLUMNS))
+        elif group == "video":
+            lines.append(markdown_table(sel, VIDEO_COLUMNS))
         elif group == "levers":
             lines.append(markdown_table(sel, LEVER_COLUMNS))
         elif group == "openvino":
@@ -154,6 +157,20 @@ E2E_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("overhead", "overhead_pct", "{:.1f}%"),
     ("CPU overhead", "cpu_overhead_pct", "{:.1f}%"),
     ("process wall s", "process_wall_s", "{:.2f}"),
+)
+
+VIDEO_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("model", "preset", "{}"),
+    ("prec", "precision", "{}"),
+    ("HxW", "_size", "{}"),
+    ("frames", "frames", "{}"),
+    ("model-only fps", "model_fps", "{:.2f}"),
+    ("end-to-end fps", "e2e_fps", "{:.2f}"),
+    ("e2e / model", "e2e_pct", "{:.0f}%"),
+    ("CPU s/frame model", "model_cpu_s", "{:.3f}"),
+    ("CPU s/frame e2e", "e2e_cpu_s", "{:.3f}"),
+    ("flicker smoothed", "flicker_smoothed", "{:.3f}"),
+    ("flicker per-frame", "flicker_per_frame", "{:.3f}"),
 )
 
 
