@@ -38,7 +38,7 @@ def _default_out(model: str | None) -> Path:
 @click.option("--peers", default="all",
               help="Comma-separated peers to compare with (zero-dce, zero-dce++, pairlie, pairlie-lol), 'all' (every "
                    "peer whose weights are in --peers-dir) or 'none'. A named peer whose weights are missing is left "
-                   "out with a note.  [default: all]")
+                   "out with a note.")
 @click.option("--peers-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder with zero_dce/Epoch99.pth, zero_dce_pp/Epoch99.pth and pairlie/PairLIE.pth.  "
                    "[default: ../shared/peers]")
