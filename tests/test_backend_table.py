@@ -13,6 +13,7 @@ import pytest
 from engan.runtime import select
 from engan.runtime._optional import is_installed
 from engan.runtime.backends.base import BackendOptions, BaseBackend
+from tests.helpers import int8_copy
 
 
 def test_every_row_names_its_class_modules_kinds_and_devices():
@@ -115,9 +116,7 @@ def test_cpu_only_without_an_int8_copy(cpu_only):
 
 
 def test_cpu_only_with_an_int8_sibling(cpu_only):
-    from test_backends import _int8_copy
-
-    int8 = _int8_copy(cpu_only, cpu_only.with_name("model.int8.onnx"))
+    int8 = int8_copy(cpu_only, cpu_only.with_name("model.int8.onnx"))
     sel = select.select_backend(cpu_only)
     assert (sel.backend, sel.model, sel.device, sel.label) == ("ort", int8, "cpu", "ONNX Runtime CPU INT8")
     assert sel.why == ("model.int8.onnx, the INT8 copy of model.onnx (about 2x faster than FP32 on a CPU; "

@@ -15,6 +15,7 @@ from engan.runtime.parity import psnr
 from engan.runtime.backends import trt as trt_mod
 from engan.runtime.backends.base import BackendError, ModelLoadError
 from engan.runtime.backends.ort import OrtBackend, choose_providers, parse_device, physical_cores
+from tests.helpers import int8_copy
 
 
 def _onnx_model(path: Path, inputs: list[tuple[str, int, list]], op: str = "Identity") -> Path:
@@ -362,21 +363,6 @@ def test_torch_backend_finds_weights_next_to_the_onnx(onnx_dir, tiny_checkpoint)
     assert sel.model == onnx_dir / "model.safetensors" and "weights model.safetensors next to model.onnx" in sel.reason
 
 
-def _int8_copy(src: Path, dst: Path, **meta: str) -> Path:
-    """A copy of an FP32 engan ONNX whose metadata marks it as its INT8 export (or as ``meta`` says)."""
-    import onnx
-
-    model = onnx.load(str(src))
-    props = {p.key: p.value for p in model.metadata_props}
-    props.update({"engan.precision": "int8", **{f"engan.{k}": v for k, v in meta.items()}})
-    del model.metadata_props[:]
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(dst))
-    return dst
-
-
 def test_read_onnx_metadata_matches_onnx_and_refuses_truncated_files(tiny_onnx, tmp_path):
     import onnx
 
@@ -391,7 +377,7 @@ def test_read_onnx_metadata_matches_onnx_and_refuses_truncated_files(tiny_onnx, 
 
 def test_auto_on_a_cpu_runs_the_int8_copy_next_to_the_onnx(onnx_dir, monkeypatch):
     _simulate(monkeypatch, providers=["CPUExecutionProvider"], gpus=0, trt_installed=False)
-    int8 = _int8_copy(onnx_dir / "model.onnx", onnx_dir / "model.int8.onnx")
+    int8 = int8_copy(onnx_dir / "model.onnx", onnx_dir / "model.int8.onnx")
     sel = select.select_backend(onnx_dir / "model.onnx")
     assert (sel.backend, sel.device, sel.model) == ("ort", "cpu", int8)
     assert sel.reason.startswith("ONNX Runtime CPU INT8: model.int8.onnx, the INT8 copy of model.onnx")
@@ -412,7 +398,7 @@ def test_auto_on_a_cpu_runs_the_int8_copy_next_to_the_onnx(onnx_dir, monkeypatch
 
 def test_a_stale_int8_copy_is_not_used(onnx_dir, monkeypatch):
     _simulate(monkeypatch, providers=["CPUExecutionProvider"], gpus=0, trt_installed=False)
-    _int8_copy(onnx_dir / "model.onnx", onnx_dir / "model.int8.onnx", checkpoint_sha256="0" * 64)
+    int8_copy(onnx_dir / "model.onnx", onnx_dir / "model.int8.onnx", checkpoint_sha256="0" * 64)
     sel = select.select_backend(onnx_dir / "model.onnx")
     assert sel.model == onnx_dir / "model.onnx"
     assert sel.reason.endswith("(ONNX Runtime CPU INT8 not used: model.int8.onnx was made from another checkpoint "

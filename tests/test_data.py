@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_image
+from tests.helpers import make_image
 from engan.data import (
     DataError, Prefetcher, UnpairedBatches, augment_pair, darken_factor, list_images, load_folder,
 )

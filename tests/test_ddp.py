@@ -9,7 +9,7 @@ import torch
 import torch.multiprocessing as mp
 from PIL import Image
 
-from conftest import make_image
+from tests.helpers import make_image
 
 
 def _free_port() -> int:

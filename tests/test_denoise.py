@@ -100,7 +100,7 @@ def test_the_twin_is_drawn_last_so_the_stream_without_it_is_unchanged():
 def test_batches_carry_twins_only_when_asked(tmp_path):
     from PIL import Image
 
-    from conftest import make_image
+    from tests.helpers import make_image
     from engan.data import UnpairedBatches, load_folder
 
     for sub, dark in (("low", 0.25), ("normal", 0.9)):

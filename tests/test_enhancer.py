@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import make_image
+from tests.helpers import make_image
 from PIL import Image
 
 from engan.runtime import Enhancer, ModelNotShippedError, prepost, shipped

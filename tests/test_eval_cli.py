@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from engan.cli import main
-from test_eval_report import make_paired_set, make_unpaired_set
+from tests.helpers import make_paired_set, make_unpaired_set
 
 
 def test_cli_scores_a_tiny_checkpoint(tmp_path, tiny_checkpoint):
@@ -95,7 +95,7 @@ def test_cli_public_dark_and_extra_paired_sets(tmp_path, tiny_checkpoint, monkey
 
 
 def test_fade_bright_scores_the_model_as_engan_infer_runs_it(tiny_checkpoint):
-    from conftest import make_image
+    from tests.helpers import make_image
     from engan.eval.enhancers import make_enhance_fn
     from engan.runtime.prepost import FADE_RANGE
 

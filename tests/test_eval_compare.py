@@ -65,7 +65,7 @@ def test_run_eval_compares_ours_with_each_peer_on_every_image(tmp_path, tiny_che
 
     from engan.eval.peers import PEERS
     from engan.eval.runner import EvalConfig, run_eval
-    from test_eval_report import make_paired_set, make_unpaired_set
+    from tests.helpers import make_paired_set, make_unpaired_set
 
     torch.manual_seed(0)
     weights = tmp_path / "peers" / PEERS["zero-dce"].weights

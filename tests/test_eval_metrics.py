@@ -9,7 +9,7 @@ import pytest
 from engan.eval import metrics
 from engan.runtime.parity import psnr
 from engan.runtime.prepost import to_uint8
-from conftest import make_image
+from tests.helpers import make_image
 
 
 def test_psnr_identical_images_is_capped_at_100_db():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_image
+from tests.helpers import make_image
 from engan.eval.peers import (PEERS, PairLIE, PeerError, ZeroDCE, ZeroDCEPP, flush_subnormals, load_peer,
                               parse_peers, peer_enhance_fn)
 

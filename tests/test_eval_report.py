@@ -8,29 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_image
 from engan.eval import metrics
 from engan.eval.datasets import DatasetError, folder_images, list_pairs
 from engan.eval.enhancers import Method, make_enhance_fn
 from engan.eval.report import render_markdown, tables_text, write_report
 from engan.eval.runner import INPUT_LABEL, EvalConfig, evaluate_paired, evaluate_unpaired, run_eval
-
-
-def make_paired_set(root: Path, n: int = 3, h: int = 48, w: int = 64) -> Path:
-    """low/ + high/ PNGs: the same smooth pattern, dark and bright."""
-    for sub in ("low", "high"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        Image.fromarray(make_image(h, w, seed=i, dark=0.25)).save(root / "low" / f"{i + 1}.png")
-        Image.fromarray(make_image(h, w, seed=i, dark=0.9)).save(root / "high" / f"{i + 1}.png")
-    return root
-
-
-def make_unpaired_set(root: Path, n: int = 2) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        Image.fromarray(make_image(100, 200, seed=10 + i, dark=0.3)).save(root / f"{i:02d}.jpg", quality=95)
-    return root
+from tests.helpers import make_image, make_paired_set, make_unpaired_set
 
 
 @pytest.fixture

@@ -178,7 +178,7 @@ def test_onnx_export_carries_the_head_and_the_knee(tmp_path):
 
 def test_train_cli_saves_the_head_and_refuses_another_on_resume(tmp_path):
     from engan.cli.train import train as train_cmd
-    from tests.conftest import tiny_train_args
+    from tests.helpers import tiny_train_args
 
     out = tmp_path / "run"
     args = tiny_train_args(tmp_path, out, "--set", "model.generator.head=curve", "--set", "model.generator.curve_iters=4")

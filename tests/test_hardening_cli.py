@@ -27,9 +27,7 @@ from engan.runtime.cli import pipeline
 from engan.runtime import imageio as iio
 from engan.runtime.meta import MAX_ONNX_FIELDS, MAX_ONNX_READ, read_onnx_metadata
 from engan.runtime.select import find_int8
-from tests.conftest import REPO, make_image
-from tests.test_infer_cli import SUMMARY, FakeEnhancer, counts, failed_lines, rgb, run_cli, save
-from tests.test_infer_cli import fake  # noqa: F401  (fixture: a FakeEnhancer instead of the model)
+from tests.helpers import REPO, SUMMARY, FakeEnhancer, counts, failed_lines, make_image, rgb, run_cli, save
 
 ENTRY = [sys.executable, "-m", "engan.runtime.entry"]
 HAS_PROC = Path("/proc/self/status").is_file()

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from conftest import disk_full_for  # noqa: E402
+from tests.helpers import disk_full_for  # noqa: E402
 from engan.cli import main  # noqa: E402
 
 

@@ -26,8 +26,7 @@ from engan.runtime import Enhancer
 from engan.runtime.cli import jobs, pipeline
 from engan.runtime.cli.main import main as infer_main
 from engan.runtime import imageio as iio
-from tests.conftest import make_image
-from tests.test_report import parse_links, resolve
+from tests.helpers import make_image, parse_links, resolve
 
 SUMMARY = re.compile(r"^(\d+) enhanced, (\d+) failed, (\d+) skipped in \d+\.\d s$", re.M)
 

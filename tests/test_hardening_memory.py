@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from engan.runtime import Enhancer
-from tests.conftest import make_image
+from tests.helpers import make_image
 
 N_IMAGES, WARM, MAX_GROWTH_MB = 500, 50, 10.0  # measured: < 1 MB
 

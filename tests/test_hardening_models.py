@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import REPO, make_image
+from tests.helpers import REPO, make_image
 from engan.runtime import Enhancer
 from engan.runtime.cli.main import main as infer_main
 from engan.runtime.backends.base import ModelLoadError

@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import disk_full_for, make_image, tiny_config
+from tests.helpers import disk_full_for, make_image, tiny_config
 from engan.config import ExperimentConfig, TrainConfig
 from engan.models.checkpoint import load_generator, read_metadata
 from engan.train.state import LATEST, META_FILE, STATE_DIR, TENSORS_FILE, _load_folder, load_latest

@@ -4,9 +4,7 @@ from __future__ import annotations
 import functools
 import io
 import os
-import struct
 import tracemalloc
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,51 +12,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from engan.runtime import imageio as iio
-from tests.conftest import make_image
-
-
-def png_bytes(w: int, h: int, depth: int, ctype: int, raw: bytes = b"") -> bytes:
-    """A PNG assembled chunk by chunk (so the header can claim anything)."""
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, ctype, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-
-
-def paeth_png16(arr: np.ndarray) -> bytes:
-    """A 16-bit PNG whose rows cycle through all five filters (an independent encoder)."""
-    h, w, c = arr.shape
-    ctype = {2: 4, 3: 2, 4: 6}[c]
-    bpp = 2 * c
-    rows = np.ascontiguousarray(arr.astype(">u2")).view(np.uint8).reshape(h, -1).astype(np.int32)
-    out = []
-    prev = np.zeros_like(rows[0])
-    for i, row in enumerate(rows):
-        ftype = i % 5
-        left = np.concatenate([np.zeros(bpp, np.int32), row[:-bpp]])
-        upleft = np.concatenate([np.zeros(bpp, np.int32), prev[:-bpp]])
-        if ftype == 0:
-            f = row
-        elif ftype == 1:
-            f = row - left
-        elif ftype == 2:
-            f = row - prev
-        elif ftype == 3:
-            f = row - (left + prev) // 2
-        else:
-            p = left + prev - upleft
-            pa, pb, pc = abs(p - left), abs(p - prev), abs(p - upleft)
-            pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, prev, upleft))
-            f = row - pred
-        out.append(bytes([ftype]) + (f % 256).astype(np.uint8).tobytes())
-        prev = row
-    return png_bytes(w, h, 16, ctype, b"".join(out))
-
-
-@functools.lru_cache(maxsize=None)
-def srgb_icc() -> bytes:
-    """An sRGB profile (built once: its header carries a creation time)."""
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+from tests.helpers import make_image, paeth_png16, png_bytes, srgb_icc
 
 
 def save(path: Path, im: Image.Image, **kw) -> Path:

@@ -21,67 +21,8 @@ from PIL import Image
 from engan.runtime.cli import jobs, pipeline
 from engan.runtime.cli.main import main as infer_main
 from engan.runtime import imageio as iio
-from tests.conftest import REPO, make_image
-from tests.test_imageio import paeth_png16, png_bytes, srgb_icc
-from tests.test_report import parse_links, resolve
-
-SUMMARY = re.compile(r"^(\d+) enhanced, (\d+) failed, (\d+) skipped in \d+\.\d s$", re.M)
-
-
-def run_cli(*args: str | os.PathLike, model: Path | None = None):
-    argv = [os.fspath(a) for a in args]
-    if model is not None:
-        argv += ["--model", os.fspath(model)]
-    return CliRunner().invoke(infer_main, argv, catch_exceptions=False)
-
-
-def counts(result) -> tuple[int, int, int]:
-    m = SUMMARY.search(result.stdout)
-    assert m, result.output
-    return int(m[1]), int(m[2]), int(m[3])
-
-
-def failed_lines(result) -> list[str]:
-    return [line for line in result.stderr.splitlines() if line.startswith("FAILED ")]
-
-
-def save(path: Path, im: Image.Image, **kw) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    im.save(path, **kw)
-    return path
-
-
-def rgb(h: int, w: int, seed: int = 0) -> Image.Image:
-    return Image.fromarray(make_image(h, w, seed=seed))
-
-
-class FakeEnhancer:
-    """Brightens by 2x; raises for images of a chosen width; counts batch calls."""
-
-    info = {"backend": "fake", "device": "cpu", "precision": "fp32", "model": "fake.onnx", "reason": "test"}
-
-    def __init__(self, fail_width: int | None = None) -> None:
-        self.fail_width = fail_width
-        self.batches: list[int] = []
-
-    def enhance(self, image):
-        if isinstance(image, np.ndarray):
-            return np.minimum(image.astype(np.uint32) * 2, 65535).astype(image.dtype)
-        if image.size[0] == self.fail_width:
-            raise RuntimeError("backend exploded")
-        return image.point(lambda v: min(255, v * 2)) if image.mode != "I;16" else image
-
-    def enhance_batch(self, images):
-        self.batches.append(len(images))
-        return [self.enhance(im) for im in images]
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    enh = FakeEnhancer()
-    monkeypatch.setattr(pipeline, "load_enhancer", lambda opts: enh)
-    return enh
-
+from tests.helpers import (REPO, FakeEnhancer, counts, failed_lines, make_image, paeth_png16, parse_links, png_bytes,
+                           resolve, rgb, run_cli, save, srgb_icc)
 
 # ----------------------------------------------------------------------------- basics
 

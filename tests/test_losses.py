@@ -332,7 +332,7 @@ def test_a_new_term_is_one_module_plus_one_registry_line(tmp_path, monkeypatch):
 
     from PIL import Image
 
-    from conftest import make_image, tiny_config
+    from tests.helpers import make_image, tiny_config
     from engan.config import LossConfig
     from engan.losses import registry
     from engan.train import Trainer

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_image
+from tests.helpers import make_image
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

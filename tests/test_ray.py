@@ -16,8 +16,7 @@ from PIL import Image
 from engan.runtime.cli import console, jobs, pipeline
 from engan.runtime._optional import is_installed
 from engan.runtime.ray import EnhanceActor, discover_uris, is_uri
-from tests.conftest import make_image
-from tests.test_imageio import paeth_png16, srgb_icc
+from tests.helpers import make_image, paeth_png16, srgb_icc
 
 pytestmark = pytest.mark.skipif(not (is_installed("ray") and is_installed("pyarrow")),
                                 reason="ray[data] not installed (pip install 'engan[ray]')")

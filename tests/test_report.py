@@ -1,9 +1,7 @@
 """Result page and before|after images (engan.runtime.cli.html, engan.runtime.imageio.encode)."""
 from __future__ import annotations
 
-import html.parser
 import os
-import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -13,37 +11,7 @@ from PIL import Image
 from engan.runtime.cli.console import display_path
 from engan.runtime.cli.html import ReportEntry, href, render_index_html, write_index_html
 from engan.runtime.imageio import compare_image
-from tests.conftest import make_image
-
-
-class _Links(html.parser.HTMLParser):
-    """Collects img src and a href attributes, and the table rows."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.srcs: list[str] = []
-        self.hrefs: list[str] = []
-        self.rows = 0
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "img":
-            self.srcs.append(a["src"])
-        elif tag == "a":
-            self.hrefs.append(a["href"])
-        elif tag == "tr":
-            self.rows += 1
-
-
-def parse_links(page: str) -> _Links:
-    p = _Links()
-    p.feed(page)
-    return p
-
-
-def resolve(url: str, page_dir: Path) -> Path:
-    """Where a browser opening page_dir/index.html would look for a relative URL."""
-    return Path(os.fsdecode(os.path.join(os.fsencode(page_dir), urllib.parse.unquote_to_bytes(url))))
+from tests.helpers import make_image, parse_links, resolve
 
 
 def test_compare_image_is_twice_as_wide_and_keeps_both_halves():

@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import make_image, tiny_config
+from tests.helpers import make_image, tiny_config
 from engan.cli.train import train as train_cmd
 from engan.config import ExperimentConfig, LossConfig, model_config
 from engan.data import DataError
@@ -441,7 +441,7 @@ def test_pretrained_generator_starts_the_run_and_must_match(data_dirs, tmp_path,
 def test_cli_pretrained_takes_the_files_architecture_and_names_bad_values(tmp_path):
     import torch as _torch
 
-    from conftest import tiny_train_args
+    from tests.helpers import tiny_train_args
     from engan.config import GeneratorConfig
     from engan.models import UNetGenerator
     from engan.models.checkpoint import save_generator
