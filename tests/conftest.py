@@ -14,7 +14,7 @@ from tests.helpers import SHARED, make_image
 
 # `--backend auto` prefers OpenVINO on CPUs where it measured faster (AMX): tests that expect ONNX Runtime's
 # pixels and lines pin it off, in this process and the engan-infer processes they start; the rule itself is
-# tested with made-up CPUs (test_backend_table.py).
+# tested with made-up CPUs (tests/runtime/test_backend_table.py).
 os.environ["ENGAN_AUTO_OPENVINO"] = "0"
 
 
@@ -78,14 +78,3 @@ def tiny_onnx(tmp_path_factory, tiny_checkpoint) -> Path:
         entry.key, entry.value = k, v
     onnx.save(model, str(path))
     return path
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    """engan-infer runs a FakeEnhancer (tests.helpers) instead of loading the model."""
-    from engan.runtime.cli import pipeline
-    from tests.helpers import FakeEnhancer
-
-    enh = FakeEnhancer()
-    monkeypatch.setattr(pipeline, "load_enhancer", lambda opts: enh)
-    return enh

@@ -3,12 +3,12 @@ resolver each exist once, in the torch-free runtime, and everything else imports
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
+
 #: Where engan's Python lives: the package, export, runtime, benchmarks, scripts and these tests.
 SOURCE_DIRS = ("engan", "export", "runtime", "benchmarks", "scripts", "tests")
 

@@ -3,7 +3,7 @@
 Each case exits 1 (the export cannot run) or 2 (bad usage) with one clear message naming the
 file or option and the fix, and leaves nothing half-written in --out. (A folder without
 generator.safetensors, other usage errors and a failing parity check are covered in
-test_export_cli.py; corrupt/malicious checkpoints in test_hardening_models.py.)
+tests/cli/test_export_cli.py; corrupt/malicious checkpoints in tests/runtime/test_hardening_models.py.)
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from engan.runtime._optional import is_installed
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 RUNTIME = REPO / "runtime"
 
 #: Packages no runtime module may import at module level (only lazily, inside functions).

@@ -33,6 +33,7 @@ from engan.runtime.video import (  # noqa: E402
 )
 from engan.runtime.video.frames import iter_frames  # noqa: E402
 from engan.runtime.video.synth import cut_frames, static_dark_frames, tone, write_clip  # noqa: E402
+from tests.helpers import REPO  # noqa: E402
 
 H, W, FPS = 48, 80, 25
 CUT_AT = 20
@@ -335,8 +336,8 @@ def test_enhancer_error_leaves_nothing(clips, tmp_path) -> None:
 
 _KILLED = """
 import sys, time
-sys.path.insert(0, {tests!r})
-from test_video import FlickerEnhancer
+sys.path.insert(0, {repo!r})
+from tests.runtime.test_video import FlickerEnhancer
 from engan.runtime.video import enhance_video
 enhance_video(FlickerEnhancer(delay=0.05), {src!r}, {dst!r}, preset="ultrafast",
               progress=lambda d, t: print(d, flush=True))
@@ -345,7 +346,7 @@ enhance_video(FlickerEnhancer(delay=0.05), {src!r}, {dst!r}, preset="ultrafast",
 
 def test_sigkill_mid_encode_leaves_no_partial_video(clips, tmp_path) -> None:
     dst = tmp_path / "out" / "static.mp4"
-    code = _KILLED.format(tests=str(Path(__file__).parent), src=str(clips["static"]), dst=str(dst))
+    code = _KILLED.format(repo=str(REPO), src=str(clips["static"]), dst=str(dst))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         for line in proc.stdout:  # frames written so far

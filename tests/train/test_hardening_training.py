@@ -5,7 +5,7 @@ forked child processes and kills them with SIGKILL after random delays, several 
 a row, resuming with ``--resume`` each time. Forking a process that already imported
 torch makes a start cost ~3 s instead of the ~60 s a fresh interpreter needs on the
 loaded 2-core CI box (importing torch and torch._dynamo); a separate real-subprocess
-SIGKILL test lives in tests/test_trainer.py.
+SIGKILL test lives in tests/train/test_trainer.py.
 """
 from __future__ import annotations
 
