@@ -29,7 +29,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def test_ray_vs_engan_infer(bench: BenchSession, ray_preset: str, tmp_path: Path) -> None:
-    if bench.settings.quick:  # tests/test_ray.py checks the outputs; this is a timing
+    if bench.settings.quick:  # tests/runtime/test_ray.py checks the outputs; this is a timing
         reason = "Ray runs in full mode only (its start-up, ~10 s here, dwarfs a --quick folder); run without --quick"
         bench.record_skip("Ray Data", reason)
         pytest.skip(reason)

@@ -14,7 +14,7 @@ of calling ``brisque.BRISQUE``:
 * its ``scale_features`` raises on numpy >= 2.4 (``float()`` of 1-element arrays); the
   features here are plain floats.
 
-``tests/test_eval_niqe_brisque.py`` compares against the package itself (a subclass
+``tests/eval/test_eval_niqe_brisque.py`` compares against the package itself (a subclass
 with a fixed ``scale_features``) whenever OpenCV is importable.
 """
 from __future__ import annotations

