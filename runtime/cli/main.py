@@ -115,7 +115,8 @@ _AUTO_ORDER = " > ".join(c.label for c in AUTO if "onnx" in c.kinds)
               help="Also write <name>_compare.<ext>: input | output side by side (twice as wide). Photos only.")
 @click.option("--html", is_flag=True,
               help="Write OUTPUT_DIR/index.html showing every input next to its result, with "
-                   "sizes, timings and the backend used (links are relative). An existing index.html "
+                   "sizes, timings and the backend used (links are relative); a video shows the same "
+                   "frame of both, from OUTPUT_DIR/.posters, linking to both videos. An existing index.html "
                    "is refused, kept or replaced like the images (--skip-existing, --overwrite).")
 @click.option("--fade-bright", is_flag=True,
               help="Fade the enhancement out for photos that are not dark, by each photo's mean "

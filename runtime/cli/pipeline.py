@@ -30,7 +30,7 @@ from engan.runtime.cli.html import write_run_page
 from engan.runtime.cli.jobs import (
     HTML_NAME, InferOptions, Job, RunResult, check_output_dir, discover_inputs, drop_own_outputs, plan_jobs, targets,
 )
-from engan.runtime.cli.videos import COMPARE_NOTE, require_pyav, run_videos
+from engan.runtime.cli.videos import COMPARE_NOTE, poster_paths, require_pyav, run_videos, write_posters
 from engan.runtime.entry import Interrupted, defer_stops, raise_if_stopping, stop_requested
 from engan.runtime.imageio import (
     IMAGE_EXTENSIONS, DecodedImage, DecodeError, EncodeError, Pixels, compare_image, read_image, write_image,
@@ -323,7 +323,8 @@ def run(opts: InferOptions, enhancer: EnhancerLike | None = None) -> RunResult:
     page = out_dir / HTML_NAME if opts.html else None
     keep_page = page is not None and opts.existing == "skip" and (page.exists() or page.is_symlink())
     written = [t for j in jobs if j.status != "failed" for t in targets(j)]
-    stale = remove_stale_temp_files(written + ([page] if page else []), started)
+    posters = [p for j in jobs if page and j.kind == "video" and j.status != "failed" for p in poster_paths(j, out_dir)]
+    stale = remove_stale_temp_files(written + posters + ([page] if page else []), started)
     if stale:
         console.info(f"removed {stale} temp file(s) left by an interrupted run")
     for j in jobs:
@@ -374,6 +375,7 @@ def run(opts: InferOptions, enhancer: EnhancerLike | None = None) -> RunResult:
     if keep_page:
         console.info(f"kept the existing {display_path(page)} (--skip-existing); pass --overwrite to replace it")
     elif page is not None:
+        write_posters(jobs, out_dir, console)
         reason = write_run_page(opts, result, page)
         if reason:
             console.failed(page, reason)

@@ -1,4 +1,4 @@
-"""``engan-infer``'s videos: the PyAV check, and one video at a time after the photos.
+"""``engan-infer``'s videos: the PyAV check, one video at a time after the photos, poster frames for ``--html``.
 
 Videos follow the photos' rules (:mod:`~engan.runtime.cli.jobs` plans both: the same output
 names, collision checks and refusals) and run on the photos' loaded Enhancer, one at a time
@@ -16,9 +16,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from engan.runtime.atomic import atomic_write_bytes
 from engan.runtime.cli.console import CliError, Console, display_path, quoted
-from engan.runtime.cli.jobs import InferOptions, Job
+from engan.runtime.cli.jobs import HTML_NAME, InferOptions, Job, link_out_of
 from engan.runtime.entry import stop_requested
+
+#: The folder in OUTPUT_DIR where ``--html`` puts the videos' poster frames (hidden, so never read back as input).
+POSTER_DIR = ".posters"
 
 #: Said once when ``--compare`` meets a video.
 COMPARE_NOTE = "--compare writes side-by-side images of photos only; videos are written without one"
@@ -97,3 +101,38 @@ def run_videos(opts: InferOptions, enhancer: Any, console: Console, jobs: list[J
             console.info(f"{display_path(job.src)} -> {display_path(job.out)}: {said}")
     return 0
 
+
+def poster_paths(job: Job, out_dir: Path) -> tuple[Path, Path]:
+    """Where ``--html`` puts a video's before and after poster frames: ``OUTPUT_DIR/.posters/<output>.before.png``."""
+    rel = job.out.relative_to(out_dir)
+    folder = out_dir / POSTER_DIR / rel.parent
+    return folder / f"{rel.name}.before.png", folder / f"{rel.name}.after.png"
+
+
+def write_posters(jobs: list[Job], out_dir: Path, console: Console) -> None:
+    """Write the poster frames of every enhanced or skipped video (atomically) and set ``job.posters``.
+
+    A video whose frames cannot be read, or a poster folder that is a symlink out of OUTPUT_DIR,
+    gets a warning and a row without posters; the page is still written.
+    """
+    from engan.runtime.video.jobs import poster_frames
+    from engan.runtime.video.probe import VideoError, VideoUnavailable
+
+    for job in jobs:
+        if job.kind != "video" or job.status not in ("enhanced", "skipped"):
+            continue
+        before, after = poster_paths(job, out_dir)
+        try:
+            escape = link_out_of(before.parent, out_dir)
+            if escape is not None:
+                raise OSError(f"{display_path(escape[0])} is a symlink out of OUTPUT_DIR")
+            pngs = poster_frames(job.src, job.out)
+            before.parent.mkdir(parents=True, exist_ok=True)
+            for path, data in zip((before, after), pngs):
+                atomic_write_bytes(path, data)
+        except VideoError as e:
+            console.warn_once(job.src, f"no poster frames on {HTML_NAME}: {e.reason}")
+        except (OSError, ValueError, RuntimeError, VideoUnavailable) as e:
+            console.warn_once(job.src, f"no poster frames on {HTML_NAME}: {' '.join(str(e).split())}")
+        else:
+            job.posters = (before, after)
