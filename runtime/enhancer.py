@@ -307,6 +307,13 @@ class Enhancer:
                     out[i] = prepared[i][1](y[k])
             return out
 
+    def enhance_video(self, src: str | os.PathLike, dst: str | os.PathLike, **kwargs: Any) -> Any:
+        """Enhance video ``src`` into ``dst`` (a file or folder): :func:`engan.runtime.video.enhance_video`
+        with this enhancer, the same keywords (``crf``, ``preset``, ``progress``...). Needs PyAV."""
+        from engan.runtime.video.api import enhance_video
+
+        return enhance_video(self, src, dst, **kwargs)
+
     def warmup(self, size: tuple[int, int] | None = None, runs: int = 1) -> float:
         """Run the backend on a blank image so the first real call is not slow.
 
@@ -383,7 +390,6 @@ def _memory_checked(sizes: Sequence[tuple[int, int]]) -> Iterator[None]:
     except MemoryError as e:
         raise MemoryError(f"out of memory enhancing {what} (at least {_size(need)} of float32 working copies; "
                           f"{str(e) or 'MemoryError'}); {fix}") from None
-
 
 
 def load(model: str | os.PathLike | None = None, **kwargs: Any) -> Enhancer:

@@ -15,6 +15,8 @@ job. The result is ``engan-infer``'s :class:`~engan.runtime.cli.RunResult` and s
 Inputs are local paths (files, folders, globs, as ``engan-infer`` takes them) or URIs of
 any filesystem pyarrow understands (``s3://bucket/night/``, ``gs://...``, ``file:///...``);
 OUTPUT_DIR must be a folder every node can write (a shared filesystem on a cluster).
+Videos run without ``--ray``: a video among local inputs is a usage error (URI folders
+list images only).
 
 ``ray`` is imported only when a job runs.
 """
@@ -32,7 +34,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from engan.runtime.atomic import remove_stale_temp_files
-from engan.runtime.cli.console import CliError, Console, display_path, first_line
+from engan.runtime.cli.console import CliError, Console, display_path, first_line, quoted
 from engan.runtime.cli.html import write_run_page
 from engan.runtime.cli.jobs import (
     HTML_NAME, InferOptions, Job, RunResult, check_output_dir, discover_inputs, drop_own_outputs, plan_jobs, targets,
@@ -40,6 +42,7 @@ from engan.runtime.cli.jobs import (
 from engan.runtime.cli.pipeline import _Pipeline, load_enhancer
 from engan.runtime.imageio import IMAGE_EXTENSIONS, DecodedImage, DecodeError, read_image
 from engan.runtime.imageio.listing import is_image_name, natural_key
+from engan.runtime.video.api import is_video
 
 INSTALL = "pip install 'engan[ray]'"
 #: Rows per ``map_batches`` call: enough to amortise the task overhead, few enough to balance actors.
@@ -209,9 +212,13 @@ def plan(opts: InferOptions, console: Console, started: float) -> tuple[list[Job
     if out_dir.exists() and not out_dir.is_dir():
         check_output_dir(out_dir)  # raises the "is a file" usage error
     local = [i for i in opts.inputs if not is_uri(i)]
-    remote = discover_uris([i for i in opts.inputs if is_uri(i)], opts.recursive)
     found = discover_inputs(local, opts.recursive, exclude=out_dir, follow_symlinks=opts.follow_symlinks) \
         if local else []
+    videos = [p for p, _ in found if is_video(p)]
+    if videos:
+        raise CliError(f"{len(videos)} video file(s) among the inputs, e.g. {quoted(videos[0])}: videos run "
+                       "without --ray; enhance them in a run without --ray, or leave them out of INPUT")
+    remote = discover_uris([i for i in opts.inputs if is_uri(i)], opts.recursive)
     uri_of = {}
     for shown, rel, uri in remote:
         found.append((Path(shown), rel))

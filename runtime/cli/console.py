@@ -107,9 +107,13 @@ def summary_of(info: dict[str, Any]) -> str:
     return " · ".join(str(p) for p in (model, str(info.get("precision") or "").upper(), where) if p)
 
 
-def first_line(info: dict[str, Any], n_work: int, n_skip: int, out_dir: Path) -> str:
-    """The line a run starts with: what runs, then how many images go where (and the fade, when on)."""
-    line = f"{summary_of(info)} · {n_work} image(s) -> {display_path(out_dir)}".lstrip(" ·")
+def first_line(info: dict[str, Any], n_work: int, n_skip: int, out_dir: Path, n_videos: int = 0) -> str:
+    """The line a run starts with: what runs, then how many images (of ``n_work`` files, ``n_videos``
+    of them videos) go where (and the fade, when on)."""
+    n_images = n_work - n_videos
+    counts = ([f"{n_images} image(s)"] if n_images or not n_videos else []) + (
+        [f"{n_videos} video(s)"] if n_videos else [])
+    line = f"{summary_of(info)} · {' + '.join(counts)} -> {display_path(out_dir)}".lstrip(" ·")
     if n_skip:
         line += f" ({n_skip} already done or failed)"
     if info.get("fade"):

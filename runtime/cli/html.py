@@ -2,7 +2,9 @@
 
 The page mirrors the result page of the original EnlightenGAN/CycleGAN code (a table
 of input next to output) with what a user wants to know besides: the size of each
-image, how long it took, the backend that ran it, and why a file failed. Every link
+image, how long it took, the backend that ran it, and why a file failed. A video is
+shown by one frame of the input and the same frame of the result (PNG poster frames
+that :mod:`engan.runtime.cli.videos` writes), each linking to its video. Every link
 is relative to the page, so the output folder can be moved or zipped along with the
 inputs it points to. Its text goes through :func:`~engan.runtime.cli.console.printable`
 and is HTML-escaped.
@@ -46,7 +48,10 @@ class ReportEntry:
         compare_path: the before|after image, when ``--compare`` wrote one.
         size: (width, height) of the input, when it was decoded.
         mode: decoded mode (``RGB``, ``I;16``, ``RGBA;16`` ...).
-        seconds: inference time for this image (its share of a batch).
+        seconds: inference time for this image (its share of a batch); a video's whole run.
+        kind: ``image`` or ``video``.
+        posters: a video's (before, after) poster frames, when they were written.
+        frames, fps: a video's frame count and rate, when it was enhanced.
     """
 
     input_path: Path
@@ -57,6 +62,10 @@ class ReportEntry:
     size: tuple[int, int] | None = None
     mode: str = ""
     seconds: float | None = None
+    kind: str = "image"
+    posters: tuple[Path, Path] | None = None
+    frames: int | None = None
+    fps: float | None = None
 
 
 _CSS = """
@@ -87,6 +96,19 @@ def _cell_image(path: Path | None, page_dir: Path, label: str) -> str:
     return f'<td class="img"><a href="{url}">{inner}</a></td>'
 
 
+def _cell_video(video: Path | None, poster: Path | None, page_dir: Path, label: str) -> str:
+    """A poster frame linking to its video, and the video's name as a link (no poster: the link alone)."""
+    if video is None:
+        return '<td class="img"></td>'
+    url = html.escape(href(video, page_dir), quote=True)
+    name = html.escape(display_path(video.name))
+    inner = ""
+    if poster is not None:
+        src = html.escape(href(poster, page_dir), quote=True)
+        inner = f'<a href="{url}"><img src="{src}" alt="{label}: {name}" loading="lazy"></a>'
+    return f'<td class="img">{inner}<div class="meta">{label} video: <a href="{url}">{name}</a></div></td>'
+
+
 def _row(e: ReportEntry, page_dir: Path) -> str:
     name = html.escape(display_path(e.input_path.name))
     meta = []
@@ -94,8 +116,10 @@ def _row(e: ReportEntry, page_dir: Path) -> str:
         meta.append(f"{e.size[0]}&times;{e.size[1]}")
     if e.mode:
         meta.append(_text(e.mode))
+    if e.frames is not None:
+        meta.append(f"{e.frames} frames" + (f" at {e.fps:.3g} fps" if e.fps else ""))
     if e.seconds is not None:
-        meta.append(f"{e.seconds * 1000:.0f} ms")
+        meta.append(f"{e.seconds:.1f} s" if e.kind == "video" else f"{e.seconds * 1000:.0f} ms")
     status = f'<div class="{e.status}">{e.status}</div>'
     if e.reason:
         status += f'<div class="failed">{_text(e.reason)}</div>'
@@ -103,6 +127,11 @@ def _row(e: ReportEntry, page_dir: Path) -> str:
     if e.compare_path is not None:
         links = f'<div><a href="{html.escape(href(e.compare_path, page_dir), quote=True)}">before|after</a></div>'
     info = (f'<td><b>{name}</b><div class="meta">{" &middot; ".join(meta)}</div>{status}{links}</td>')
+    if e.kind == "video":
+        before, after = e.posters or (None, None)
+        out = e.output_path if e.status in ("enhanced", "skipped") else None
+        return (f"<tr>{info}{_cell_video(e.input_path, before, page_dir, 'input')}"
+                f"{_cell_video(out, after, page_dir, 'output')}</tr>")
     out = e.output_path if e.status != "failed" else None
     return f"<tr>{info}{_cell_image(e.input_path, page_dir, 'input')}{_cell_image(out, page_dir, 'output')}</tr>"
 
@@ -155,9 +184,12 @@ def write_run_page(opts: "InferOptions", result: "RunResult", page: Path) -> str
     """Write the result page of a run; returns why it could not be written ('' when it was)."""
     entries = [ReportEntry(input_path=j.src, output_path=j.out, status=j.status, reason=j.reason,
                            compare_path=j.compare if j.status != "failed" else None,
-                           size=j.size, mode=j.mode, seconds=j.seconds)
+                           size=j.size, mode=j.mode, seconds=j.seconds, kind=j.kind, posters=j.posters,
+                           frames=j.video.frames if j.video else None, fps=j.video.fps if j.video else None)
                for j in result.jobs]
-    n_done = result.count("enhanced")
+    done_videos = [j.video for j in result.jobs if j.video is not None]
+    n_done = result.count("enhanced") - len(done_videos)
+    photo_seconds = result.seconds - sum(v.seconds for v in done_videos)
     model = str(result.info.get("model") or "")
     model_dir = os.path.dirname(os.path.abspath(model)) + os.sep if model else ""
 
@@ -170,8 +202,12 @@ def write_run_page(opts: "InferOptions", result: "RunResult", page: Path) -> str
     info.update({
         "output": f"--ext {opts.ext}" + (f", --suffix {opts.suffix}" if opts.suffix else ""),
         "workers / batch": f"{opts.workers} / {opts.batch}",
-        "throughput": f"{n_done / result.seconds:.2f} images/s" if n_done and result.seconds else "n/a",
+        "throughput": f"{n_done / photo_seconds:.2f} images/s" if n_done and photo_seconds > 0 else "n/a",
     })
+    if any(j.kind == "video" for j in result.jobs):
+        frames, seconds = sum(v.frames for v in done_videos), sum(v.seconds for v in done_videos)
+        info["video"] = f"--video-ext {opts.video_ext}, --crf {opts.crf}, --preset {opts.preset}"
+        info["video throughput"] = f"{frames / seconds:.2f} frames/s" if frames and seconds else "n/a"
     try:
         write_index_html(page, entries, info=info, summary=result.summary)
     except OSError as e:

@@ -1,7 +1,8 @@
 """``engan-infer``'s jobs: the options, finding the inputs, and planning where each output goes.
 
 Discovery expands INPUT arguments (files, folders, glob patterns) through the runtime's
-one listing (:mod:`engan.runtime.imageio.listing`); planning names every output, refuses
+one listing (:mod:`engan.runtime.imageio.listing`), photos and videos alike; planning
+names every output (a video's is ``<stem><suffix>.<--video-ext>``), refuses
 to write over inputs or existing files (unless asked) or through a symlink out of
 OUTPUT_DIR, and gives two inputs with the same output name a reason and working advice.
 """
@@ -14,7 +15,7 @@ import signal
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
-from typing import Iterable
+from typing import Any, Iterable
 
 import click
 
@@ -22,6 +23,8 @@ from engan.runtime.cli.console import EXIT_FAILED, EXIT_OK, CliError, display_pa
 from engan.runtime.entry import exit_code, signal_name
 from engan.runtime.imageio import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_PNG_COMPRESS, EXT_TO_FORMAT
 from engan.runtime.imageio.listing import is_image_name, is_inside, natural_key, walk_images
+from engan.runtime.video.api import VIDEO_EXTENSIONS, is_video, video_output_name
+from engan.runtime.video.writer import DEFAULT_CRF, DEFAULT_PRESET
 
 #: The result page ``--html`` writes into OUTPUT_DIR.
 HTML_NAME = "index.html"
@@ -59,11 +62,16 @@ class InferOptions:
     quiet: bool = False
     verbose: bool = False
     fade: tuple[float, float] | None = None
+    video_ext: str = "mp4"  # mp4 | mkv | same
+    crf: int = DEFAULT_CRF
+    preset: str = DEFAULT_PRESET
 
 
 @dataclass
 class Job:
-    """One input file and where its outputs go."""
+    """One input file and where its outputs go (``kind``: ``image`` or ``video``; a video's
+    :class:`~engan.runtime.video.api.VideoResult` is ``video`` once enhanced, its poster frames
+    for ``--html`` are ``posters``)."""
 
     index: int
     src: Path
@@ -76,6 +84,9 @@ class Job:
     mode: str = ""
     seconds: float | None = None
     notes: list[str] = field(default_factory=list)
+    kind: str = "image"
+    video: Any = None
+    posters: tuple[Path, Path] | None = None
 
     def fail(self, reason: str) -> None:
         self.status, self.reason = "failed", reason
@@ -127,7 +138,7 @@ def discover_inputs(inputs: Iterable[str], recursive: bool = False,
                     outside: list[Path] | None = None) -> list[tuple[Path, PurePath]]:
     """Expand INPUT arguments into (file, relative output path) pairs, in a stable order.
 
-    Files keep their name; a folder contributes its image files (its whole tree with
+    Files keep their name; a folder contributes its image and video files (its whole tree with
     ``recursive``, mirrored under OUTPUT_DIR); a pattern with ``* ? [`` that does not
     name an existing path is expanded here (``**`` included), for shells that do not.
     The same real file reached twice is kept once. Files and patterns are the user's
@@ -150,7 +161,7 @@ def discover_inputs(inputs: Iterable[str], recursive: bool = False,
 
     def walk(folder: Path) -> list[tuple[Path, PurePath]]:
         try:
-            return walk_images(folder, recursive, excluded, follow_symlinks, outside)
+            return walk_images(folder, recursive, excluded, follow_symlinks, outside, also=VIDEO_EXTENSIONS)
         except OSError as e:  # a folder that cannot be listed is never silently left out
             raise click.BadParameter(
                 f"cannot list folder {quoted(e.filename or folder)}: {e.strerror or e}; fix its permissions "
@@ -170,7 +181,7 @@ def discover_inputs(inputs: Iterable[str], recursive: bool = False,
                 mp = Path(m)
                 if mp.is_dir():
                     add(walk(mp))
-                elif is_image_name(mp.name):
+                elif is_image_name(mp.name, VIDEO_EXTENSIONS):
                     add([(mp, PurePath(mp.name))])
         else:
             raise click.BadParameter(f"{quoted(arg)} does not exist", param_hint="INPUT")
@@ -191,9 +202,12 @@ def _output_ext(src: Path, ext: str) -> tuple[str, str]:
 
 
 def _make_job(i: int, src: Path, rel: PurePath, opts: InferOptions) -> Job:
-    ext, fmt = _output_ext(src, opts.ext)
     stem = Path(rel.name).stem + opts.suffix
     parent = opts.output_dir / rel.parent
+    if is_video(src):  # no compare video: --compare is for photos
+        ext = os.path.splitext(video_output_name(rel.name, opts.video_ext))[1]
+        return Job(index=i, src=src, out=parent / (stem + ext), fmt="", kind="video")
+    ext, fmt = _output_ext(src, opts.ext)
     return Job(index=i, src=src, out=parent / (stem + ext), fmt=fmt,
                compare=parent / f"{stem}_compare{ext}" if opts.compare else None)
 
@@ -240,6 +254,8 @@ def _collision_fix(first: tuple[Path, PurePath], second: tuple[Path, PurePath], 
     fixes = ["give the inputs different names"]  # always works
     if opts.ext != "same" and apart(replace(opts, ext="same"), first, second):
         fixes.append("use --ext same")
+    elif opts.video_ext != "same" and apart(replace(opts, video_ext="same"), first, second):
+        fixes.append("use --video-ext same")
     else:
         pa, pb = os.path.abspath(first[0].parent), os.path.abspath(second[0].parent)
         common = Path(os.path.commonpath([pa, pb]))
@@ -252,7 +268,7 @@ def _collision_fix(first: tuple[Path, PurePath], second: tuple[Path, PurePath], 
     return ", ".join(fixes[:-1]) + " or " + fixes[-1]
 
 
-def _link_out_of(folder: Path, out_dir: Path) -> tuple[Path, str] | None:
+def link_out_of(folder: Path, out_dir: Path) -> tuple[Path, str] | None:
     """The symlink in ``folder`` (a folder under OUTPUT_DIR) that leads out of OUTPUT_DIR, and its target."""
     root = os.path.realpath(out_dir)
     if is_inside(os.path.realpath(folder), root):
@@ -283,7 +299,7 @@ def plan_jobs(found: list[tuple[Path, PurePath]], opts: InferOptions) -> list[Jo
         for target in targets(job):
             if target.parent not in checked:
                 checked.add(target.parent)
-                escape = _link_out_of(target.parent, opts.output_dir)
+                escape = link_out_of(target.parent, opts.output_dir)
                 if escape is not None:
                     raise CliError(
                         f"refusing to write {quoted(target)}: {quoted(escape[0])} is a symlink to "

@@ -17,6 +17,8 @@ from engan.runtime.entry import Interrupted, exit_code, startup_line, stop_reque
 from engan.runtime.imageio import DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_PNG_COMPRESS
 from engan.runtime.prepost import DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP, FADE_RANGE, PAD_MULTIPLE, check_fade_range
 from engan.runtime.select import AUTO, BACKENDS
+from engan.runtime.video.api import VIDEO_EXT_CHOICES
+from engan.runtime.video.writer import DEFAULT_CRF, DEFAULT_PRESET, PRESETS
 
 #: What ``--backend auto`` tries for an .onnx, best first (from the auto rule).
 _AUTO_ORDER = " > ".join(c.label for c in AUTO if "onnx" in c.kinds)
@@ -36,6 +38,7 @@ _AUTO_ORDER = " > ".join(c.label for c in AUTO if "onnx" in c.kinds)
         "  engan-infer 'shots/**/*.jpg' out/ --ext jpg --quality 90 --html\n\n"
         "  engan-infer big.tif out/ --model model.onnx --tile 512 --compare\n\n"
         "  engan-infer night/ out/ --backend openvino\n\n"
+        "  engan-infer clip.mp4 night/ out/ --video-ext mkv --crf 20\n\n"
         "  engan-infer s3://bucket/night/ /shared/out --ray --ray-address auto"),
 )
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
@@ -63,6 +66,16 @@ _AUTO_ORDER = " > ".join(c.label for c in AUTO if "onnx" in c.kinds)
               metavar="0-9",
               help="zlib level of PNG outputs (lossless at every level): 1 is fast, 9 gives files "
                    "about 15 % smaller at 4-5x the encoding time.")
+@click.option("--video-ext", type=click.Choice(VIDEO_EXT_CHOICES, case_sensitive=False), default="mp4",
+              show_default=True,
+              help="Container of video outputs: mp4 or mkv (H.264, audio copied untouched), or same as each "
+                   "input's (mp4, mov, mkv, webm, avi, m4v; WebM gets VP9). --ext and --quality are for photos.")
+@click.option("--crf", type=click.IntRange(0, 51), default=DEFAULT_CRF, show_default=True, metavar="0-51",
+              help="Video quality (constant rate factor): lower is better and larger, 0 lossless; "
+                   f"{DEFAULT_CRF} looks like the input.")
+@click.option("--preset", type=click.Choice(PRESETS), default=DEFAULT_PRESET, show_default=True, metavar="NAME",
+              help=f"Video encoder speed, x264's preset names: {', '.join(PRESETS)}. Faster ones make larger "
+                   "files at the same --crf.")
 @click.option("--suffix", default="", show_default=True, metavar="STR",
               help="Appended to each output name before the extension, e.g. _enhanced.")
 @click.option("--skip-existing", is_flag=True,
@@ -97,12 +110,13 @@ _AUTO_ORDER = " > ".join(c.label for c in AUTO if "onnx" in c.kinds)
               help="Decode threads and encode threads that overlap inference. 0 does "
                    "everything in one thread.")
 @click.option("--batch", type=click.IntRange(1, 256), default=1, show_default=True, metavar="N",
-              help="Enhance up to N consecutive same-size images in one model call.")
+              help="Enhance up to N consecutive same-size images (or N frames of a video) in one model call.")
 @click.option("--compare", is_flag=True,
-              help="Also write <name>_compare.<ext>: input | output side by side (twice as wide).")
+              help="Also write <name>_compare.<ext>: input | output side by side (twice as wide). Photos only.")
 @click.option("--html", is_flag=True,
               help="Write OUTPUT_DIR/index.html showing every input next to its result, with "
-                   "sizes, timings and the backend used (links are relative). An existing index.html "
+                   "sizes, timings and the backend used (links are relative); a video shows the same "
+                   "frame of both, from OUTPUT_DIR/.posters, linking to both videos. An existing index.html "
                    "is refused, kept or replaced like the images (--skip-existing, --overwrite).")
 @click.option("--fade-bright", is_flag=True,
               help="Fade the enhancement out for photos that are not dark, by each photo's mean "
@@ -128,18 +142,22 @@ _AUTO_ORDER = " > ".join(c.label for c in AUTO if "onnx" in c.kinds)
               help="No progress bar, warnings or summary; only 'FAILED' lines are printed (and the "
                    "'interrupted' line when a signal stops the run).")
 def main(inputs: tuple[str, ...], output_dir: Path, model: str | None, backend: str, device: str,
-         ext: str, quality: int, png_compress: int, suffix: str, skip_existing: bool, overwrite: bool,
+         ext: str, quality: int, png_compress: int, video_ext: str, crf: int, preset: str, suffix: str,
+         skip_existing: bool, overwrite: bool,
          recursive: bool, follow_symlinks: bool, max_pixels: int | None, tile: int | None, threads: int | None,
          max_image_pixels: int, workers: int, batch: int, compare: bool, html: bool,
          fade_bright: bool, fade_range: tuple[float, float] | None, use_ray: bool, ray_address: str | None,
          verbose: bool, quiet: bool) -> None:
     r"""Enhance low-light photos with EnlightenGAN, without PyTorch.
 
-    INPUT... are image files, folders or glob patterns (quote them to let engan-infer
-    expand them, '**' included). Each output is written to OUTPUT_DIR (created if
-    missing) at the input's size, atomically: a file there is complete or absent,
-    even if the run is killed. Grey stays grey, alpha is kept, 16-bit PNGs stay 16-bit
-    (with --ext png), EXIF orientation is applied and ICC profiles are kept.
+    INPUT... are image or video files, folders or glob patterns (quote them to let
+    engan-infer expand them, '**' included). Each output is written to OUTPUT_DIR
+    (created if missing) at the input's size, atomically: a file there is complete or
+    absent, even if the run is killed. Grey stays grey, alpha is kept, 16-bit PNGs stay
+    16-bit (with --ext png), EXIF orientation is applied and ICC profiles are kept.
+    Videos (mp4, mov, mkv, webm, avi, m4v; needs pip install 'engan[video]') are
+    enhanced after the photos, one at a time, without flicker, keeping their timing and
+    audio: clip.mov becomes OUTPUT_DIR/clip.mp4 (see --video-ext).
 
     The first line names the model and its release, its precision and the backend
     with its device, e.g. '<model> <release> · INT8 · ONNX Runtime CPU'; --verbose
@@ -178,7 +196,7 @@ def main(inputs: tuple[str, ...], output_dir: Path, model: str | None, backend: 
         existing="skip" if skip_existing else "overwrite" if overwrite else "refuse",
         recursive=recursive, follow_symlinks=follow_symlinks, max_pixels=max_pixels, tile=tile, threads=threads,
         max_image_pixels=max_image_pixels, workers=workers, batch=batch, compare=compare,
-        html=html, quiet=quiet, verbose=verbose, fade=fade)
+        html=html, quiet=quiet, verbose=verbose, fade=fade, video_ext=video_ext.lower(), crf=crf, preset=preset)
     with stop_signals():  # a no-op under engan-infer's entry point, which installed them first
         try:
             if use_ray:

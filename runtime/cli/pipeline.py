@@ -5,7 +5,8 @@ A pool of decode threads reads inputs ahead, the main thread runs the enhancer
 outputs. The queues between them are bounded, so memory stays flat however many files
 there are, and every per-file message is printed in input order. A stop signal ends it
 cleanly (:mod:`engan.runtime.entry`): writes under way finish or are removed, and the
-summary counts exactly the files written.
+summary counts exactly the files written. Videos run after the photos, one at a time on the
+same Enhancer (:mod:`engan.runtime.cli.videos`).
 """
 from __future__ import annotations
 
@@ -29,11 +30,13 @@ from engan.runtime.cli.html import write_run_page
 from engan.runtime.cli.jobs import (
     HTML_NAME, InferOptions, Job, RunResult, check_output_dir, discover_inputs, drop_own_outputs, plan_jobs, targets,
 )
+from engan.runtime.cli.videos import COMPARE_NOTE, poster_paths, require_pyav, run_videos, write_posters
 from engan.runtime.entry import Interrupted, defer_stops, raise_if_stopping, stop_requested
 from engan.runtime.imageio import (
     IMAGE_EXTENSIONS, DecodedImage, DecodeError, EncodeError, Pixels, compare_image, read_image, write_image,
 )
 from engan.runtime.prepost import FADE_RANGE, luma
+from engan.runtime.video.api import VIDEO_EXTENSIONS, is_video
 
 #: Progress bar layout: always images per second (tqdm would switch to s/img below 1).
 _BAR = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}]"
@@ -305,9 +308,12 @@ def run(opts: InferOptions, enhancer: EnhancerLike | None = None) -> RunResult:
                      f"{display_path(outside[0])} -> {display_path(os.path.realpath(outside[0]))}; "
                      "pass --follow-symlinks to read them")
     if not found:
-        raise click.BadParameter("no image files found in the given inputs "
-                                 f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})",
+        raise click.BadParameter("no image or video files found in the given inputs "
+                                 f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS))})",
                                  param_hint="INPUT")
+    videos = [p for p, _ in found if is_video(p)]
+    if videos:
+        require_pyav(videos)  # before anything is written: the install hint, exit 2
     found, own = drop_own_outputs(found, opts)
     if own:
         console.info(f"left out {len(own)} input(s) that this run writes as outputs, "
@@ -317,24 +323,29 @@ def run(opts: InferOptions, enhancer: EnhancerLike | None = None) -> RunResult:
     page = out_dir / HTML_NAME if opts.html else None
     keep_page = page is not None and opts.existing == "skip" and (page.exists() or page.is_symlink())
     written = [t for j in jobs if j.status != "failed" for t in targets(j)]
-    stale = remove_stale_temp_files(written + ([page] if page else []), started)
+    posters = [p for j in jobs if page and j.kind == "video" and j.status != "failed" for p in poster_paths(j, out_dir)]
+    stale = remove_stale_temp_files(written + posters + ([page] if page else []), started)
     if stale:
         console.info(f"removed {stale} temp file(s) left by an interrupted run")
     for j in jobs:
         if j.status == "failed":
             console.failed(j.src, j.reason)
     work = [j for j in jobs if j.status == "pending"]
+    photos = [j for j in work if j.kind == "image"]
+    video_work = [j for j in work if j.kind == "video"]
     info: dict = {}
     stopped: int = 0
     if work:
         enhancer = enhancer or load_enhancer(opts)
         info = dict(getattr(enhancer, "info", {}) or {})
-        console.info(first_line(info, len(work), len(jobs) - len(work), out_dir))
+        console.info(first_line(info, len(work), len(jobs) - len(work), out_dir, n_videos=len(video_work)))
         if opts.verbose:
             for line in verbose_lines(info):
                 console.info(line)
         for note in info.get("notes") or ():
             console.info(f"note: {note}")
+        if opts.compare and video_work:
+            console.info(f"note: {COMPARE_NOTE}")
         from tqdm import tqdm
 
         with warnings.catch_warnings():
@@ -342,11 +353,11 @@ def run(opts: InferOptions, enhancer: EnhancerLike | None = None) -> RunResult:
             # about its (lower) limit and about odd metadata are noise here.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
-            with tqdm(total=len(work), unit="img", desc="enhancing", disable=opts.quiet,
+            with tqdm(total=len(photos), unit="img", desc="enhancing", disable=opts.quiet or not photos,
                       file=sys.stderr, dynamic_ncols=True, leave=False, bar_format=_BAR) as bar:
-                console.bar = None if opts.quiet else bar
+                console.bar = None if opts.quiet or not photos else bar
                 try:
-                    _Pipeline(opts, enhancer, console, bar).run(work)
+                    _Pipeline(opts, enhancer, console, bar).run(photos)
                 except KeyboardInterrupt:
                     stopped = signal.SIGINT
                 except Interrupted as e:
@@ -354,6 +365,8 @@ def run(opts: InferOptions, enhancer: EnhancerLike | None = None) -> RunResult:
                 finally:
                     defer_stops()  # from here on the run finishes its page and summary
                     console.bar = None
+        if video_work and not stopped:  # stops stay deferred: a signal cancels the video under way
+            stopped = run_videos(opts, enhancer, console, video_work)
     defer_stops()
     if stopped:
         remove_own_temp_files({t.parent for t in written} | {out_dir})
@@ -362,6 +375,7 @@ def run(opts: InferOptions, enhancer: EnhancerLike | None = None) -> RunResult:
     if keep_page:
         console.info(f"kept the existing {display_path(page)} (--skip-existing); pass --overwrite to replace it")
     elif page is not None:
+        write_posters(jobs, out_dir, console)
         reason = write_run_page(opts, result, page)
         if reason:
             console.failed(page, reason)

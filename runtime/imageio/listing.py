@@ -36,9 +36,12 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (*EXT_TO_FORMAT, ".gif", ".ppm", ".pgm", ".p
                                      *((".avif",) if _pillow_reads_avif() else ()))
 
 
-def is_image_name(name: str) -> bool:
-    """Whether a folder listing takes a file of this name: an image suffix, not hidden."""
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+def is_image_name(name: str, also: tuple[str, ...] | frozenset[str] = ()) -> bool:
+    """Whether a folder listing takes a file of this name: an image suffix (or one of ``also``), not hidden."""
+    if name.startswith("."):
+        return False
+    suffix = os.path.splitext(name)[1].lower()
+    return suffix in IMAGE_EXTENSIONS or suffix in also
 
 
 def natural_key(rel: str | os.PathLike) -> list:
@@ -52,15 +55,17 @@ def is_inside(real: str, root: str) -> bool:
 
 
 def walk_images(folder: Path, recursive: bool = False, exclude: set[str] | frozenset[str] = frozenset(),
-                follow_symlinks: bool = False, outside: list[Path] | None = None) -> list[tuple[Path, PurePath]]:
+                follow_symlinks: bool = False, outside: list[Path] | None = None,
+                also: tuple[str, ...] | frozenset[str] = ()) -> list[tuple[Path, PurePath]]:
     """Image files of a folder as (path, path relative to the folder), in listing order.
 
     Hidden files and folders are skipped, and so are the real paths in ``exclude`` (an
-    output folder). A symlink, to a file or a folder, is followed only when its target
-    lies inside the folder's own tree, unless ``follow_symlinks``: one leading out of it
-    (to ``/etc``, another disk, a home folder) is left out and added to ``outside``. A
-    folder whose real path was already visited (a symlink loop, or two links to one
-    place) is not entered again.
+    output folder). ``also`` adds lower-case suffixes to take besides the image ones
+    (``engan-infer`` adds :data:`engan.runtime.video.api.VIDEO_EXTENSIONS`). A symlink,
+    to a file or a folder, is followed only when its target lies inside the folder's own
+    tree, unless ``follow_symlinks``: one leading out of it (to ``/etc``, another disk, a
+    home folder) is left out and added to ``outside``. A folder whose real path was
+    already visited (a symlink loop, or two links to one place) is not entered again.
 
     Raises:
         OSError: a folder that cannot be listed (permissions), with its ``filename``;
@@ -79,7 +84,7 @@ def walk_images(folder: Path, recursive: bool = False, exclude: set[str] | froze
     if not recursive:
         for name in os.listdir(folder):
             p = folder / name
-            if is_image_name(name) and not p.is_dir() and stays_inside(p):
+            if is_image_name(name, also) and not p.is_dir() and stays_inside(p):
                 found.append((p, PurePath(name)))
         return found
     visited = {root}
@@ -100,7 +105,7 @@ def walk_images(folder: Path, recursive: bool = False, exclude: set[str] | froze
             keep.append(d)
         dirs[:] = keep
         for name in files:
-            if is_image_name(name):
+            if is_image_name(name, also):
                 p = Path(root_dir, name)
                 if stays_inside(p):
                     found.append((p, PurePath(os.path.relpath(p, folder))))

@@ -25,7 +25,7 @@ from engan.runtime.video.frames import DecodedFrame, VideoReader
 from engan.runtime.video.pipeline import PipelineStats, Progress, run_pipeline
 from engan.runtime.video.probe import VideoError, VideoInfo, is_vfr
 from engan.runtime.video.temporal import SmoothingConfig, Stabiliser, flicker_ratio, frame_stats
-from engan.runtime.video.writer import VideoWriter, check_settings
+from engan.runtime.video.writer import DEFAULT_CRF, DEFAULT_PRESET, VideoWriter, check_settings
 
 #: Extensions read as video (lower case, with the dot).
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
@@ -163,8 +163,8 @@ def check_complete(src: str | os.PathLike, info: VideoInfo, stats: PipelineStats
                          "lists")
 
 
-def enhance_video(enhancer: Any, src: str | os.PathLike, dst: str | os.PathLike, *, crf: int = 18,
-                  preset: str = "medium", codec: str = "h264", video_ext: str | None = None, smooth: bool = True,
+def enhance_video(enhancer: Any, src: str | os.PathLike, dst: str | os.PathLike, *, crf: int = DEFAULT_CRF,
+                  preset: str = DEFAULT_PRESET, codec: str = "h264", video_ext: str | None = None, smooth: bool = True,
                   smoothing: SmoothingConfig | None = None, overwrite: bool = False,
                   progress: Progress | bool | None = None,
                   cancel: threading.Event | None = None, batch_size: int = 1, queue_size: int = 4,

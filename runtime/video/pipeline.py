@@ -193,7 +193,7 @@ def run_pipeline(items: Iterable[Any], enhancer: Any, sink: FrameSink, *, stabil
             pixels = prepost.from_float(y, out_dtype)
             del y
             sink.write(pixels, frame.pts, frame.duration)
-            stats.luma_in.append(st.luma)
+            stats.luma_in.append(st.mean_luma)
             stats.luma_out.append(mean_luma(pixels))
             stats.pts.append(frame.pts)
             stats.last_duration = frame.duration or 0

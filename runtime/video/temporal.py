@@ -67,7 +67,7 @@ class FrameStats:
     time: float              # seconds
 
     @property
-    def luma(self) -> float:
+    def mean_luma(self) -> float:
         return float(self.means @ _LUMA)
 
 

@@ -35,6 +35,8 @@ FAMILIES: dict[str, tuple[str, ...]] = {"h264": ("libx264",), "hevc": ("libx265"
 _WEBM_VIDEO = {"vp8", "vp9", "av1"}
 #: x264/x265 presets (``--preset``), fastest first.
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+#: The defaults of :func:`~engan.runtime.video.api.enhance_video` and ``engan-infer --crf/--preset``.
+DEFAULT_CRF, DEFAULT_PRESET = 18, "medium"
 #: Codecs :func:`codec_options` knows how to give a CRF and a preset.
 CODEC_CHOICES = ("h264", "same")
 

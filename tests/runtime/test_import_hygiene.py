@@ -14,7 +14,8 @@ RUNTIME = REPO / "runtime"
 
 #: Packages no runtime module may import at module level (only lazily, inside functions).
 HEAVY = {"torch", "onnx", "onnxruntime", "tensorrt", "cuda", "pycuda", "safetensors", "onnxscript",
-         "onnxconverter_common", "scipy", "skimage", "torchvision", "openvino", "nncf", "ray", "pyarrow"}
+         "onnxconverter_common", "scipy", "skimage", "torchvision", "openvino", "nncf", "ray", "pyarrow",
+         "av"}
 #: engan packages the runtime must never import at module level (dependency direction).
 TRAINING = {"engan.models", "engan.losses", "engan.data", "engan.export", "engan.eval", "engan.cli"}
 
@@ -94,7 +95,7 @@ def test_no_runtime_module_imports_heavy_packages_at_module_level():
 
 EVERY_MODULE_SCRIPT = r"""
 import importlib, json, pkgutil, sys
-for name in ("torch", "onnx", "tensorrt", "safetensors", "torchvision", "scipy", "skimage"):
+for name in ("torch", "onnx", "tensorrt", "safetensors", "torchvision", "scipy", "skimage", "av"):
     sys.modules[name] = None  # importing any of them now raises ImportError
 import engan.runtime as rt
 names = ["engan.runtime"] + [m.name for m in pkgutil.walk_packages(rt.__path__, "engan.runtime.")
@@ -109,8 +110,8 @@ print(json.dumps({"modules": names, "outside": loaded, "heavy": heavy}))
 
 
 def test_every_runtime_module_imports_without_torch_or_training_code():
-    """Each module under runtime/ (the CLI package, imageio, prepost, backends, new ones too) imports with
-    torch, onnx and tensorrt blocked, and pulls in nothing of engan outside engan.runtime."""
+    """Each module under runtime/ (the CLI package, imageio, prepost, backends, video, new ones too) imports
+    with torch, onnx, tensorrt and PyAV blocked, and pulls in nothing of engan outside engan.runtime."""
     res = subprocess.run([sys.executable, "-c", EVERY_MODULE_SCRIPT], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout.strip().splitlines()[-1])
