@@ -6,6 +6,7 @@ this module prints the summary and exits with the run's code.
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -24,6 +25,21 @@ from engan.runtime.video.writer import DEFAULT_CRF, DEFAULT_PRESET, PRESETS
 _AUTO_ORDER = " > ".join(c.label for c in AUTO if "onnx" in c.kinds)
 
 
+def _is_ray_address(text: str) -> bool:
+    """``local``, ``auto``, ``ray://host:port``, ``host:port``: what ``--ray`` takes as a cluster address."""
+    return text in ("local", "auto") or text.startswith(("ray://", "http://", "https://")) or bool(
+        re.fullmatch(r"[\w.-]+:\d+", text) and not os.path.exists(text))
+
+
+def _inputs_and_ray(inputs: tuple[str, ...], ray: str | None) -> tuple[tuple[str, ...], str | None]:
+    """``--ray`` takes the next word as its address; a word that is not one (``--ray photos/ out/``) is an INPUT."""
+    if ray is not None and not _is_ray_address(ray):
+        inputs, ray = (ray, *inputs), "local"
+    if not inputs:
+        raise click.UsageError("Missing argument 'INPUT...'.")
+    return inputs, ray
+
+
 @click.command(
     "engan-infer",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -39,9 +55,9 @@ _AUTO_ORDER = " > ".join(c.label for c in AUTO if "onnx" in c.kinds)
         "  engan-infer big.tif out/ --model model.onnx --tile 512 --compare\n\n"
         "  engan-infer night/ out/ --backend openvino\n\n"
         "  engan-infer clip.mp4 night/ out/ --video-ext mkv --crf 20\n\n"
-        "  engan-infer s3://bucket/night/ /shared/out --ray --ray-address auto"),
+        "  engan-infer s3://bucket/night/ /shared/out --ray auto"),
 )
-@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
+@click.argument("inputs", metavar="INPUT...", nargs=-1)
 @click.argument("output_dir", metavar="OUTPUT_DIR", nargs=1, type=click.Path(path_type=Path))
 @click.option("--model", default=None, metavar="PATH|NAME",
               help="Model to run: an .onnx file, a TensorRT .engine/.plan, a .safetensors "
@@ -128,13 +144,12 @@ _AUTO_ORDER = " > ".join(c.label for c in AUTO if "onnx" in c.kinds)
 @click.option("--fade-range", type=(float, float), default=None, metavar="LO HI",
               help=f"Mean-luma range of --fade-bright (implies it), 0 <= LO < HI <= 1.  "
                    f"[default: {FADE_RANGE[0]:g} {FADE_RANGE[1]:g}]")
-@click.option("--ray", "use_ray", is_flag=True,
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Run on Ray Data (pip install 'engan[ray]'): each actor loads the model once and writes "
-                   "byte-identical outputs; INPUT may also be a pyarrow URI (s3://bucket/night/). Without "
-                   "--ray-address, a local Ray on this machine's CPUs.")
-@click.option("--ray-address", default=None, metavar="ADDRESS",
-              help="The Ray cluster --ray joins (auto, ray://host:10001, host:6379); OUTPUT_DIR and --model "
-                   "must be reachable from every node.  [default: a local Ray]")
+                   "byte-identical outputs. --ray or --ray local starts a local Ray on this machine's CPUs; "
+                   "--ray ADDRESS joins a cluster (auto, ray://host:10001, host:6379), where OUTPUT_DIR and "
+                   "--model must be reachable from every node. INPUT may also be a pyarrow URI "
+                   "(s3://bucket/night/).  [default: off]")
 @click.option("-v", "--verbose", is_flag=True,
               help="Also print, under the first line, the model file, why this backend was chosen and why "
                    "each better one was not, the library versions, threads and tiling.")
@@ -146,7 +161,7 @@ def main(inputs: tuple[str, ...], output_dir: Path, model: str | None, backend: 
          skip_existing: bool, overwrite: bool,
          recursive: bool, follow_symlinks: bool, max_pixels: int | None, tile: int | None, threads: int | None,
          max_image_pixels: int, workers: int, batch: int, compare: bool, html: bool,
-         fade_bright: bool, fade_range: tuple[float, float] | None, use_ray: bool, ray_address: str | None,
+         fade_bright: bool, fade_range: tuple[float, float] | None, ray_address: str | None,
          verbose: bool, quiet: bool) -> None:
     r"""Enhance low-light photos with EnlightenGAN, without PyTorch.
 
@@ -166,8 +181,7 @@ def main(inputs: tuple[str, ...], output_dir: Path, model: str | None, backend: 
     'N enhanced, M failed, K skipped in T s'. Control characters in printed file
     names are shown as escapes (\n, \x1b).
     """
-    if ray_address is not None and not use_ray:
-        raise click.UsageError("--ray-address is the cluster for --ray; pass --ray too")
+    inputs, ray_address = _inputs_and_ray(inputs, ray_address)
     if skip_existing and overwrite:
         raise click.UsageError("--skip-existing and --overwrite contradict each other; pass one")
     if os.sep in suffix or (os.altsep and os.altsep in suffix):
@@ -199,11 +213,11 @@ def main(inputs: tuple[str, ...], output_dir: Path, model: str | None, backend: 
         html=html, quiet=quiet, verbose=verbose, fade=fade, video_ext=video_ext.lower(), crf=crf, preset=preset)
     with stop_signals():  # a no-op under engan-infer's entry point, which installed them first
         try:
-            if use_ray:
+            if ray_address is not None:
                 from engan.runtime.ray import run_ray
 
                 try:
-                    result = run_ray(opts, ray_address or "local")
+                    result = run_ray(opts, ray_address)
                 except ImportError as e:
                     raise click.UsageError(str(e)) from None
             else:

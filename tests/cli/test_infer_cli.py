@@ -595,3 +595,39 @@ def test_fade_bright_leaves_well_exposed_photos_and_says_so_when_off(tmp_path, t
     assert "[0.15, 0.42]" in (tmp_path / "faded" / "index.html").read_text()  # the page says it was on
     r = run_cli(src, tmp_path / "x", "--fade-range", "0.5", "0.2", model=tiny_onnx)
     assert r.exit_code == 2 and "fade range must satisfy 0 <= lo < hi <= 1" in r.output and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("argv,inputs,address", [
+    (["--ray", "in", "out"], ("in",), "local"),                       # --ray before INPUT: the word is an INPUT
+    (["in", "out", "--ray"], ("in",), "local"),
+    (["--ray", "local", "in", "out"], ("in",), "local"),
+    (["--ray", "auto", "a.png", "b.png", "out"], ("a.png", "b.png"), "auto"),
+    (["--ray", "ray://head:10001", "in", "out"], ("in",), "ray://head:10001"),
+    (["--ray", "10.0.0.5:6379", "in", "out"], ("in",), "10.0.0.5:6379"),
+    (["--ray", "s3://bucket/night/", "out"], ("s3://bucket/night/",), "local"),  # a pyarrow URI is an INPUT
+    (["in", "out"], ("in",), None),
+])
+def test_ray_takes_an_optional_address_and_never_swallows_an_input(monkeypatch, argv, inputs, address):
+    from engan.runtime.cli import main as cli_main
+
+    seen = {}
+
+    def fake_run_ray(opts, addr):
+        seen.update(inputs=opts.inputs, address=addr)
+        raise SystemExit(0)
+
+    def fake_run(opts):
+        seen.update(inputs=opts.inputs, address=None)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli_main, "run", fake_run)
+    import engan.runtime.ray as ray_mod
+
+    monkeypatch.setattr(ray_mod, "run_ray", fake_run_ray)
+    CliRunner().invoke(infer_main, argv)
+    assert seen == {"inputs": inputs, "address": address}
+
+
+def test_ray_alone_without_input_is_a_usage_error():
+    r = CliRunner().invoke(infer_main, ["out", "--ray"])
+    assert r.exit_code == 2 and "Missing argument 'INPUT...'" in r.output
