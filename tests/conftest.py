@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import SHARED, make_image
+from tests.helpers import SHARED, export_test_onnx, make_image
 
 # `--backend auto` prefers OpenVINO on CPUs where it measured faster (AMX): tests that expect ONNX Runtime's
 # pixels and lines pin it off, in this process and the engan-infer processes they start; the rule itself is
@@ -51,30 +51,12 @@ def tiny_onnx(tmp_path_factory, tiny_checkpoint) -> Path:
     Built directly with torch.onnx so runtime tests do not depend on the exporter's
     extras; the exporter has its own tests.
     """
-    import warnings
-
-    import onnx
-    import torch
-
     from engan import __version__
     from engan.models.checkpoint import file_sha256, load_generator
     from engan.runtime.meta import ArtefactMeta
 
     g = load_generator(tiny_checkpoint)
-    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            g, torch.rand(1, 3, 32, 32), str(path), input_names=["input"], output_names=["output"],
-            dynamic_axes={"input": {0: "N", 2: "H", 3: "W"}, "output": {0: "N", 2: "H", 3: "W"}},
-            opset_version=17, dynamo=False,
-        )
-    model = onnx.load(str(path))
     meta = ArtefactMeta(version=__version__, model_name="tiny-test", preset="tiny",
                         params=sum(p.numel() for p in g.parameters()),
                         checkpoint_sha256=file_sha256(tiny_checkpoint), opset=17)
-    for k, v in meta.to_props().items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = k, v
-    onnx.save(model, str(path))
-    return path
+    return export_test_onnx(g, tmp_path_factory.mktemp("onnx") / "tiny.onnx", meta)

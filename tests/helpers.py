@@ -272,3 +272,25 @@ class FakeEnhancer:
     def enhance_batch(self, images):
         self.batches.append(len(images))
         return [self.enhance(im) for im in images]
+
+
+def export_test_onnx(g, path: Path, meta) -> Path:
+    """Export the torch generator ``g`` to ``path`` (opset 17, dynamic N/H/W) with ``meta`` (an ArtefactMeta)."""
+    import warnings
+
+    import onnx
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            g, torch.rand(1, 3, 32, 32), str(path), input_names=["input"], output_names=["output"],
+            dynamic_axes={"input": {0: "N", 2: "H", 3: "W"}, "output": {0: "N", 2: "H", 3: "W"}},
+            opset_version=17, dynamo=False,
+        )
+    model = onnx.load(str(path))
+    for k, v in meta.to_props().items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.save(model, str(path))
+    return path

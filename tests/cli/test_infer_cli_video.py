@@ -7,7 +7,6 @@ test runs the real runtime on the tiny ONNX fixture. Skipped when PyAV is not in
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -29,10 +28,11 @@ from engan.runtime.cli.main import main as infer_main  # noqa: E402
 from engan.runtime.video import probe_video  # noqa: E402
 from engan.runtime.video.frames import iter_frames  # noqa: E402
 from engan.runtime.video.synth import static_dark_frames, write_clip  # noqa: E402
-from tests.helpers import REPO, make_image, parse_links, resolve  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    REPO, SUMMARY, counts, failed_lines, make_image, parse_links, resolve, run_cli,
+)
 
 H, W, FPS, FRAMES = 48, 80, 25, 20
-SUMMARY = re.compile(r"^(\d+) enhanced, (\d+) failed, (\d+) skipped in \d+\.\d s$", re.M)
 EXISTS = ("; pass --skip-existing to keep them (and enhance only the rest) or --overwrite to replace them")
 
 
@@ -66,20 +66,6 @@ def clip(tmp_path_factory) -> Path:
     """A dark 20-frame clip with an audio track."""
     return write_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", static_dark_frames(FRAMES, H, W), fps=FPS,
                       audio=True)
-
-
-def run_cli(*args: str | os.PathLike):
-    return CliRunner().invoke(infer_main, [os.fspath(a) for a in args], catch_exceptions=False)
-
-
-def counts(result) -> tuple[int, int, int]:
-    m = SUMMARY.search(result.stdout)
-    assert m, result.output
-    return int(m[1]), int(m[2]), int(m[3])
-
-
-def failed_lines(result) -> list[str]:
-    return [line for line in result.stderr.splitlines() if line.startswith("FAILED ")]
 
 
 def photo(path: Path, seed: int = 0, fmt: str | None = None) -> Path:

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import io
 import shutil
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from tests.helpers import make_image
+from tests.helpers import export_test_onnx, make_image
 from PIL import Image
 
 from engan.runtime import Enhancer, ModelNotShippedError, prepost, shipped
@@ -25,7 +24,6 @@ def enh(tiny_onnx):
 def strong_onnx(tmp_path_factory):
     """A tiny generator with large random weights: its output depends on wide context,
     so tiling errors are visible (the seeded fixture model is almost pointwise)."""
-    import onnx
     import torch
 
     from engan.models import create_generator
@@ -40,20 +38,8 @@ def strong_onnx(tmp_path_factory):
         elif isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.normal_(0, 0.1)
             m.running_var.uniform_(0.5, 2)
-    path = tmp_path_factory.mktemp("strong") / "strong.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            g, torch.rand(1, 3, 32, 32), str(path), input_names=["input"], output_names=["output"],
-            dynamic_axes={"input": {0: "N", 2: "H", 3: "W"}, "output": {0: "N", 2: "H", 3: "W"}},
-            opset_version=17, dynamo=False,
-        )
-    model = onnx.load(str(path))
-    for k, v in ArtefactMeta(model_name="strong", preset="tiny").to_props().items():
-        e = model.metadata_props.add()
-        e.key, e.value = k, v
-    onnx.save(model, str(path))
-    return path
+    return export_test_onnx(g, tmp_path_factory.mktemp("strong") / "strong.onnx",
+                            ArtefactMeta(model_name="strong", preset="tiny"))
 
 
 def _reference(enh: Enhancer, rgb01: np.ndarray) -> np.ndarray:
