@@ -41,7 +41,7 @@ def test_ray_vs_engan_infer(bench: BenchSession, ray_preset: str, tmp_path: Path
 
     from engan.runtime.cli.jobs import InferOptions
     from engan.runtime.cli.pipeline import run
-    from engan.runtime.enhancer import usable_cpus
+    from engan.runtime.backends.base import usable_cpus
     from engan.runtime.ray import run_ray
 
     st, model = bench.settings, bench.model(ray_preset)

@@ -109,10 +109,10 @@ PREFER_OPENVINO_WHEN: dict[str, Measured] = {
                     "interleaved rounds: 68.5 ms vs ORT INT8 142 ms"),
     "avx512_bf16": Measured("BF16", None, None, None,
                             "not measured yet on a CPU with AVX512-BF16 but no AMX (Cooper Lake, Zen 4)"),
-    "avx2": Measured("FP32, static 400x608", 279.7 / 424.4, 139.1, 43.8,
-                     "benchmarks/test_bench_openvino.py: lite model at 400x608, batch 1, 2 threads, 2-core AMD EPYC "
-                     "(Zen 3, AVX2) under background load (load average 5), 10 interleaved rounds on 4 LOL photos: "
-                     "424 ms vs ORT INT8 280 ms; an NNCF INT8 IR ran 310 ms at 30.1 dB"),
+    "avx2": Measured("FP32, static 400x608", 154.4 / 213.1, 139.1, 43.8,
+                     "benchmarks/test_bench_openvino.py: lite model at 400x608, batch 1, 2 threads, quiet 2-core AMD EPYC "
+                     "(Zen 3, AVX2, load average 1), interleaved rounds on LOL photos: 213 ms vs ORT INT8 154 ms; an "
+                     "NNCF INT8 IR ran 141 ms at 30.1 dB"),
 }
 
 
