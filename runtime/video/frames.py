@@ -89,6 +89,7 @@ class VideoReader:
 
     def __init__(self, path: str | os.PathLike, *, audio: bool = True, threads: int = 0) -> None:
         self.path = path
+        self.frames_read = 0  # before the first decode: a decode error names how far it got
         self._av = import_av()
         self.container = open_input(path)
         try:
@@ -107,7 +108,6 @@ class VideoReader:
         self.matrix = yuv_matrix(self.info.colorspace, self.info.height)
         self.range = yuv_range(self.info.color_range, self.info.pix_fmt)
         self.rgb_format = "rgb48le" if self.info.bit_depth > 8 else "rgb24"
-        self.frames_read = 0
         self._last_pts: int | None = None
         self.frame_step = self._ticks_per_frame()
 

@@ -75,6 +75,8 @@ def clips(tmp_path_factory) -> dict[str, Path]:
         pass
     c["garbage"] = d / "garbage.mp4"
     c["garbage"].write_bytes(np.random.default_rng(0).integers(0, 256, 6000, dtype=np.uint8).tobytes())
+    c["bad_first_frame"] = d / "bad_first_frame.mp4"  # opens (PNG magic), then fails to decode its first frame
+    c["bad_first_frame"].write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
     mkv = write_clip(d / "full.mkv", static_dark_frames(40, H, W, seed=7), fps=FPS).read_bytes()
     c["truncated"] = d / "truncated.mkv"
     c["truncated"].write_bytes(mkv[: len(mkv) // 2])
@@ -286,7 +288,7 @@ def test_subtitles_dropped_and_said_once(clips, tmp_path) -> None:
 
 @pytest.mark.parametrize("name,reason", [
     ("garbage", "not a readable video"), ("truncated", "truncated"), ("unsupported", "unsupported video codec"),
-    ("audio_only", "no video stream"),
+    ("audio_only", "no video stream"), ("bad_first_frame", "cannot be decoded after frame 0"),
 ])
 def test_broken_inputs_fail_with_one_line_and_the_batch_goes_on(clips, tmp_path, name, reason) -> None:
     jobs = [run_video_job(FlickerEnhancer(), clips[name], tmp_path), run_video_job(FlickerEnhancer(), clips["cut"],
