@@ -250,7 +250,12 @@ def _connect(ray: Any, address: str | None) -> bool:
 
         ray.init(num_cpus=usable_cpus(), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     else:
-        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        except Exception as e:  # unreachable head, wrong port, ray[client] missing: the user's to fix
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise CliError(f"could not join the Ray cluster at {address!r}: {first}; check the address (auto on a "
+                           "cluster node, ray://HEAD:10001 from outside, HEAD:6379) or run --ray local") from None
     return True
 
 

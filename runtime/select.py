@@ -43,8 +43,12 @@ from typing import Any, Callable
 from engan.runtime._optional import is_installed
 from engan.runtime.backends.base import Backend, BackendOptions, ModelLoadError
 from engan.runtime.probe import (  # noqa: F401  (find_int8, INT8_ENDING: part of this module's API)
-    INT8_ENDING, cuda_device_count, engine_compatibility, find_engines, find_int8, model_kind, ort_providers,
+    INT8_ENDING, MODEL_KINDS, cuda_device_count, engine_compatibility, find_engines, find_int8, model_kind,
+    ort_providers,
 )
+
+#: The backend that runs each model kind when another backend was asked for the wrong kind.
+AUTO_FOR_KIND = {"onnx": "ort", "engine": "trt", "checkpoint": "torch", "ir": "openvino"}
 
 
 @dataclass(frozen=True)
@@ -337,8 +341,11 @@ def _explicit(path: Path, kind: str, name: str, device: str) -> Selection:
             f"backend 'torch' runs .safetensors checkpoints or run folders; {path} is a {kind} file "
             f"(and no {sibling.name} lies next to it): use backend='{'ort' if kind == 'onnx' else 'trt'}'"
         )
-    if kind not in spec.kinds:  # a backend added to the table later
-        raise ValueError(f"backend '{name}' runs {', '.join(spec.kinds)} models; {path} is a {kind}")
+    if kind not in spec.kinds:  # OpenVINO, and backends added to the table later
+        takes = " or ".join("/".join(MODEL_KINDS[k]) for k in spec.kinds)
+        fix = "export it with `engan export`" if kind == "checkpoint" else f"use backend='{AUTO_FOR_KIND[kind]}'"
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ValueError(f"backend '{name}' runs {takes} files; {path} is {article} {kind} file: {fix}")
     return chosen(path, requested)
 
 

@@ -211,3 +211,16 @@ def test_openvino_rung_follows_the_measured_rule_for_the_cpu_class_and_names_it(
         assert dict(sel.passed_over)["OpenVINO"].startswith("this CPU has no AMX/AVX512-BF16 (")
         assert "ONNX Runtime INT8 measured 1.38x faster" in dict(sel.passed_over)["OpenVINO"]
     assert select.select_backend(cpu_only, device="cuda").backend != "openvino"  # a GPU request skips it
+
+
+def test_a_backend_asked_for_the_wrong_model_kind_names_what_it_runs_and_the_fix(tmp_path):
+    ckpt = tmp_path / "g.safetensors"
+    ckpt.write_bytes(b"")
+    with pytest.raises(ValueError) as e:
+        select.select_backend(ckpt, backend="openvino")
+    assert str(e.value) == (f"backend 'openvino' runs .onnx or .xml files; {ckpt} is a checkpoint file: export it "
+                            "with `engan export`")
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"is an engine file: use backend='trt'$"):
+        select.select_backend(engine, backend="openvino")

@@ -127,3 +127,21 @@ def test_a_missing_model_is_a_usage_error_before_ray_starts(tmp_path) -> None:
     src = _photo_folder(tmp_path / "in")
     with pytest.raises(console.CliError, match=r"could not load the model: .*nope\.onnx"):
         enhance_paths([src], tmp_path / "out", model=str(tmp_path / "nope.onnx"))
+
+
+def test_an_unreachable_cluster_is_one_usage_error(monkeypatch) -> None:
+    import ray
+
+    from engan.runtime import ray as engan_ray
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("Could not find any running Ray instance.\nPlease specify the one to connect to.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(console.CliError) as e:
+        engan_ray._connect(ray, "auto")
+    assert e.value.message == (
+        "could not join the Ray cluster at 'auto': Could not find any running Ray instance.; check the address (auto "
+        "on a cluster node, ray://HEAD:10001 from outside, HEAD:6379) or run --ray local")
+    assert e.value.exit_code == 2
