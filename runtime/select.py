@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,20 +212,8 @@ def _check_ort_cuda(path: Path, device: str, cpu_int8: bool) -> Pick | str:
     return path, "cuda" if device == "auto" else device, "CUDAExecutionProvider available and a CUDA GPU present"
 
 
-#: Environment variable that pins the OpenVINO rung of ``auto``: ``0`` never, ``1`` whenever installed
-#: (unset: the measured rule for this CPU class).
-OPENVINO_ENV = "ENGAN_AUTO_OPENVINO"
-
-
 def _openvino_decision() -> tuple[bool, str]:
-    """Whether auto prefers OpenVINO on this CPU, and why (the measured rule; imports no openvino)."""
-    pinned = os.environ.get(OPENVINO_ENV, "").strip()
-    if pinned in ("0", "1"):
-        if pinned == "0":
-            return False, f"OpenVINO not used: {OPENVINO_ENV}=0 is set"
-        if not is_installed("openvino"):
-            return False, f"OpenVINO not used: {OPENVINO_ENV}=1 but openvino is not installed (pip install 'engan[openvino]')"
-        return True, f"OpenVINO: {OPENVINO_ENV}=1 is set"
+    """Whether auto prefers OpenVINO here, and why (the measured rule; imports no openvino)."""
     from engan.runtime.backends.openvino import openvino_auto_reason
 
     return openvino_auto_reason(installed=is_installed("openvino"))

@@ -116,6 +116,11 @@ PREFER_OPENVINO_WHEN: dict[str, Measured] = {
 }
 
 
+#: Environment variable that pins the OpenVINO rung of ``--backend auto``: ``0`` never, ``1`` whenever
+#: installed (unset: :data:`PREFER_OPENVINO_WHEN` for this CPU's class).
+OPENVINO_ENV = "ENGAN_AUTO_OPENVINO"
+
+
 def cpu_class(cpu: CpuInfo) -> str:
     """The row of :data:`PREFER_OPENVINO_WHEN` that applies to ``cpu``."""
     if cpu.amx:
@@ -136,8 +141,14 @@ def openvino_auto_reason(cpu: CpuInfo | None = None, installed: bool | None = No
         (prefer, reason): the reason is one line for the selection's reason string, naming the
         CPU and the measurement either way.
     """
-    cpu = cpu or cpu_info()
     installed = is_installed("openvino") if installed is None else installed
+    pinned = os.environ.get(OPENVINO_ENV, "").strip()
+    if pinned == "0":
+        return False, f"OpenVINO not used: {OPENVINO_ENV}=0 is set"
+    if pinned == "1":
+        return installed, (f"OpenVINO: {OPENVINO_ENV}=1 is set" if installed else
+                           f"OpenVINO not used: {OPENVINO_ENV}=1 but openvino is not installed ({INSTALL})")
+    cpu = cpu or cpu_info()
     cls = cpu_class(cpu)
     m = PREFER_OPENVINO_WHEN[cls]
     features = {"amx": "AMX", "avx512_bf16": "AVX512-BF16 (no AMX)", "avx2": "no AMX/AVX512-BF16"}[cls]

@@ -201,6 +201,7 @@ def test_openvino_rung_follows_the_measured_rule_for_the_cpu_class_and_names_it(
     from engan.runtime.cpu import CpuInfo
 
     cpu = CpuInfo("Test CPU", "GenuineIntel", "6", "143", frozenset(flags))
+    monkeypatch.delenv("ENGAN_AUTO_OPENVINO", raising=False)  # the measured rule, not the tests' pin
     monkeypatch.setattr(select, "_openvino_decision", lambda: openvino.openvino_auto_reason(cpu, installed=True))
     sel = select.select_backend(cpu_only)
     if prefer:  # AMX: OpenVINO BF16 measured faster than ONNX Runtime INT8

@@ -48,6 +48,23 @@ def _rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
 # ------------------------------------------------------------------ CPU facts and the rule
 
 
+@pytest.fixture(autouse=True)
+def _measured_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the measured rule itself: not pinned by ENGAN_AUTO_OPENVINO (tests/conftest.py)."""
+    monkeypatch.delenv("ENGAN_AUTO_OPENVINO", raising=False)
+
+
+def test_the_environment_pins_the_rung_either_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    amx = cpu_mod.parse_cpuinfo(AMX_CPUINFO)
+    monkeypatch.setenv("ENGAN_AUTO_OPENVINO", "0")
+    assert openvino_auto_reason(amx, installed=True) == (False, "OpenVINO not used: ENGAN_AUTO_OPENVINO=0 is set")
+    monkeypatch.setenv("ENGAN_AUTO_OPENVINO", "1")
+    assert openvino_auto_reason(cpu_mod.parse_cpuinfo(EPYC_CPUINFO), installed=True) == (
+        True, "OpenVINO: ENGAN_AUTO_OPENVINO=1 is set")
+    assert openvino_auto_reason(amx, installed=False) == (
+        False, "OpenVINO not used: ENGAN_AUTO_OPENVINO=1 but openvino is not installed (pip install 'engan[openvino]')")
+
+
 def test_parse_cpuinfo_reads_the_first_processor() -> None:
     amx = cpu_mod.parse_cpuinfo(AMX_CPUINFO)
     assert amx.model_name.startswith("Intel(R) Xeon(R) Platinum 8481C")
