@@ -4,7 +4,7 @@
         [--low ../shared/data/train/low] [--count 38] [--side 256]
 
 A ratio of about 2 means a 2-stop darker input gives a clearly darker output (exposure order kept);
-near 1 means every input is lifted to the same brightness, the failure seen in MODEL_CARD.md's seed study
+near 1 means every input is lifted to the same brightness, the failure seen in docs/experiments.md's seed study
 (a screen for that collapse, not a quality score).
 Reads the training set's own low-light folder by default, so no evaluation image is used.
 """

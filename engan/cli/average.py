@@ -18,7 +18,7 @@ DENOISE_OPTION = click.option(
     help="Noise removal of the written generator, applied at inference and in every export. full: a local Wiener "
          "(Lee) filter takes out the input's sensor noise as amplified by the enhancement, its level estimated "
          "from each image's flattest 16x16 block (clean photos are left alone). chroma: the same, on colour only "
-         "(luma kept: colour speckle goes, fine texture stays). off: none. Changes no weight; MODEL_CARD.md "
+         "(luma kept: colour speckle goes, fine texture stays). off: none. Changes no weight; docs/experiments.md "
          "measures each. [default: the source's own, off unless set]")
 
 

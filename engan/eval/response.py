@@ -6,7 +6,7 @@ the first t over that at the last: about 2 when a 2-stop darker input gives a cl
 scene's exposure order is kept), near 1 when every input is lifted to the same brightness ("flattening").
 
 No reference image is needed, so this can be read on the training set's own low-light folder. In
-MODEL_CARD.md's seed study the runs that flattened (ratio 1.07-1.4) all failed on unseen photos and the
+docs/experiments.md's seed study the runs that flattened (ratio 1.07-1.4) all failed on unseen photos and the
 two good runs without the exposure-order term read 2.1-2.3; in between (1.5-1.95) the ratio alone did
 not decide: one such run was good, others were not. A screen for collapse, not a quality score.
 """

@@ -8,7 +8,7 @@ generator in the same forward (as the identity term does). Unlike the identity t
 of dark and mid-tone pixels, so a per-pixel tone curve (less gain the brighter the pixel)
 could meet it without judging from context whether a region is "already well lit". It was
 built to test whether that judgement drew the halos of the identity runs; it did not remove
-them: run ``lite_q`` (MODEL_CARD.md) cut clipping and gave the best LIME NIQE, with stronger
+them: run ``lite_q`` (docs/experiments.md) cut clipping and gave the best LIME NIQE, with stronger
 halos, because the generator's gain varies smoothly in space. Not in the paper: an optional
 term (loss term ``highlight``, weight 0 = off).
 """
