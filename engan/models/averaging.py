@@ -33,7 +33,7 @@ def last_snapshots(run_dir: str | os.PathLike, count: int) -> list[Path]:
     if len(found) < count:
         raise CheckpointError(
             f"{folder} holds {len(found)} EMA snapshots (generator_stepNNNNNN.safetensors), fewer than the "
-            f"{count} asked for; lower --last or train longer (snapshots are written every --save-every steps)"
+            f"{count} asked for; lower --last or train longer (snapshots are written every train.save_every steps: --set train.save_every=N)"
         )
     return [p for _, p in found[-count:]]
 
