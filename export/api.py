@@ -359,10 +359,23 @@ def _write_openvino(job: _Job, target: Path) -> Path:
     return path
 
 
+def _write_openvino_int8(job: _Job, target: Path) -> Path:
+    from engan.export.openvino import OpenVINOExportError, quantize_ir_int8
+
+    cfg = job.cfg
+    try:
+        path = quantize_ir_int8(job.result.onnx, target, job.result.meta, calib_dir=cfg.calib,
+                                num_images=cfg.calib_images, progress=True)
+    except OpenVINOExportError as e:
+        raise ExportError(f"--openvino --int8 failed: {e}") from None
+    job.log(f"openvino    {path} (INT8 IR, NNCF, {_calib_source(cfg)}) {job.elapsed():.1f} s")
+    return path
+
+
 #: Format row name -> its writer.
 _WRITERS: dict[str, Callable[[_Job, Path], Path]] = {
     "onnx": _write_onnx, "fp16": _write_fp16, "int8": _write_int8, "engine": _write_engine, "triton": _write_triton,
-    "openvino": _write_openvino,
+    "openvino": _write_openvino, "openvino_int8": _write_openvino_int8,
 }
 
 

@@ -30,7 +30,8 @@ class Format:
     """One artefact of an export.
 
     Attributes:
-        name: the row's key (``onnx``, ``fp16``, ``int8``, ``engine``, ``triton``, ``openvino``).
+        name: the row's key (``onnx``, ``fp16``, ``int8``, ``engine``, ``triton``, ``openvino``,
+            ``openvino_int8``).
         file_name: its name inside the output folder (a folder for ``triton``; the engine's
             is :data:`ENGINE_FILE_NAME`, filled in by :meth:`path`).
         flag: the :class:`~engan.export.api.ExportConfig` field (and ``engan export`` flag) that
@@ -42,6 +43,8 @@ class Format:
             (None: not checked on its own, e.g. Triton's copy of ``model.onnx``).
         check_device: the device it is checked on.
         precision: the artefact's precision; selects its parity threshold.
+        also: a second flag that must be set too (the INT8 IR: ``--openvino`` with ``--int8``).
+        install: how to install ``requires`` when one pip extra is not enough.
     """
 
     name: str
@@ -53,11 +56,13 @@ class Format:
     check_backend: str | None = None
     check_device: str = "cpu"
     precision: str = "fp32"
+    also: str | None = None
+    install: str = ""
 
     @property
     def option(self) -> str:
-        """How a user asks for it: ``--fp16``, ..., or ``(always)``."""
-        return f"--{self.flag}" if self.flag else "(always)"
+        """How a user asks for it: ``--fp16``, ..., ``--openvino --int8`` or ``(always)``."""
+        return " ".join(f"--{f}" for f in (self.flag, self.also) if f) or "(always)"
 
     @property
     def min_psnr_db(self) -> float | None:
@@ -83,6 +88,8 @@ FORMATS: tuple[Format, ...] = (
            check_backend="trt", check_device="cuda", precision="fp16"),
     Format("triton", "triton", "triton"),
     Format("openvino", "model.xml", "openvino", ("openvino",), extra="openvino", check_backend="openvino"),
+    Format("openvino_int8", "model.int8.xml", "openvino", ("openvino", "nncf"), check_backend="openvino",
+           precision="int8", also="int8", install="pip install 'engan[openvino]' nncf"),
 )
 #: The rows by name.
 BY_NAME: dict[str, Format] = {f.name: f for f in FORMATS}
@@ -96,7 +103,8 @@ def requested(cfg: Any, build_engine: bool) -> tuple[Format, ...]:
     """
     return tuple(
         f for f in FORMATS
-        if (build_engine if f.name == "engine" else f.flag is None or bool(getattr(cfg, f.flag)))
+        if (build_engine if f.name == "engine" else f.flag is None or (
+            bool(getattr(cfg, f.flag)) and (f.also is None or bool(getattr(cfg, f.also)))))
     )
 
 
@@ -114,5 +122,6 @@ def unmet(fmt: Format) -> str | None:
             return reason
     missing = [m for m in fmt.requires if not is_installed(m)]
     if missing:
-        return f"{' and '.join(missing)} not installed (pip install 'engan[{fmt.extra}]')"
+        hint = fmt.install or f"pip install 'engan[{fmt.extra}]'"
+        return f"{' and '.join(missing)} not installed ({hint})"
     return None

@@ -93,6 +93,11 @@ def quantize_ir_int8(source: str | os.PathLike, target: str | os.PathLike, meta:
                      log: Callable[[str], None] | None = None) -> Path:
     """NNCF post-training INT8 of ``source`` (the FP32 ``.onnx`` or ``.xml``) into the IR ``target``.
 
+    Activations are quantized asymmetrically (NNCF's MIXED preset: they follow LeakyReLU), and
+    for an ``.onnx`` source the same layers stay in float as in ONNX Runtime's INT8 copy
+    (:data:`engan.export.quantize.DEFAULT_EXCLUDE`: input prologue, first conv, head, tail):
+    about 39 dB from FP32 on a LOL photo with the shipped model, where NNCF's defaults gave 30.
+
     Args:
         calib_dir: folder of low-light photos (None: the default folder of ``--int8``, else generated images).
         num_images: calibration images (spread evenly over the folder).
@@ -114,7 +119,18 @@ def quantize_ir_int8(source: str | os.PathLike, target: str | os.PathLike, meta:
         raise OpenVINOExportError(str(e)) from None
     model = ov.Core().read_model(str(source))
     name = model.inputs[0].get_any_name()
-    quantized = nncf.quantize(model, nncf.Dataset(batches, lambda x: {name: x}), subset_size=len(batches))
+    scope = None
+    if Path(source).suffix.lower() == ".onnx":
+        import onnx
+
+        from engan.export.graph_rewrites import resolve_exclusions
+        from engan.export.quantize import DEFAULT_EXCLUDE
+
+        ops = {op.get_friendly_name() for op in model.get_ops()}
+        keep = [n for n in resolve_exclusions(onnx.load(str(source)), DEFAULT_EXCLUDE) if n in ops]
+        scope = nncf.IgnoredScope(names=keep, validate=False)
+    quantized = nncf.quantize(model, nncf.Dataset(batches, lambda x: {name: x}), subset_size=len(batches),
+                              preset=nncf.QuantizationPreset.MIXED, ignored_scope=scope)
     extra = {**meta.extra, "quantizer": f"nncf {nncf.__version__}", "calibration": where}
     set_ir_metadata(quantized, dataclasses.replace(meta, precision="int8", extra=extra))
     if log is not None:

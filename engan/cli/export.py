@@ -85,7 +85,8 @@ def _hw_sizes_option(ctx: click.Context, param: click.Parameter, values: tuple[s
                    "1/model.onnx (+ 1/model.plan when an engine was built).")
 @click.option("--openvino", is_flag=True, default=False,
               help="Also write OpenVINO IR: OUT/model.xml + model.bin (FP32 weights, engan metadata), checked "
-                   "on OpenVINO like every artefact (needs pip install 'engan[openvino]').")
+                   "on OpenVINO like every artefact (needs pip install 'engan[openvino]'). With --int8, also "
+                   "OUT/model.int8.xml, quantized by NNCF on the --calib images (needs pip install nncf).")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="After writing, compare every artefact with the eager PyTorch model at the --check-size sizes "
                    f"(max |Δ| and PSNR in dB); fail, keeping the files, when {_thresholds()}.")

@@ -22,23 +22,37 @@ H100 = "NVIDIA H100 80GB HBM3"
 
 
 def test_one_row_per_artefact_with_its_file_name_flag_and_check():
-    assert [f.name for f in FORMATS] == ["onnx", "fp16", "int8", "engine", "triton", "openvino"]
+    assert [f.name for f in FORMATS] == ["onnx", "fp16", "int8", "engine", "triton", "openvino", "openvino_int8"]
     assert {f.name: f.file_name for f in FORMATS} == {
         "onnx": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx",
         "engine": "model.{gpu}.trt{trt_version}.fp16.engine", "triton": "triton", "openvino": "model.xml",
+        "openvino_int8": "model.int8.xml",
     }
     assert {f.name: f.option for f in FORMATS} == {
         "onnx": "(always)", "fp16": "--fp16", "int8": "--int8", "engine": "--engine", "triton": "--triton",
-        "openvino": "--openvino",
+        "openvino": "--openvino", "openvino_int8": "--openvino --int8",
     }
     fields = {f.name for f in dataclasses.fields(ExportConfig)}
-    assert all(f.flag in fields for f in FORMATS if f.flag)  # the flags are ExportConfig's (and the CLI's) spelling
+    assert all(f.flag in fields and (f.also is None or f.also in fields) for f in FORMATS if f.flag)  # the flags are ExportConfig's (and the CLI's) spelling
     # how each is checked: the runtime backend, its device and the minimum PSNR vs eager PyTorch
     assert {f.name: (f.check_backend, f.check_device, f.min_psnr_db) for f in FORMATS} == {
         "onnx": ("ort", "cpu", 50.0), "fp16": ("ort", "cpu", 35.0), "int8": ("ort", "cpu", 30.0),
         "engine": ("trt", "cuda", 35.0), "triton": (None, "cpu", None), "openvino": ("openvino", "cpu", 50.0),
+        "openvino_int8": ("openvino", "cpu", 30.0),
     }
     assert THRESHOLDS_DB == {"fp32": 50.0, "fp16": 35.0, "int8": 30.0}
+
+
+def test_the_int8_ir_needs_both_flags():
+    from types import SimpleNamespace
+
+    def names(**flags):
+        cfg = SimpleNamespace(**{"fp16": False, "int8": False, "triton": False, "openvino": False, **flags})
+        return [f.name for f in requested(cfg, build_engine=False)]
+
+    assert names(openvino=True) == ["onnx", "openvino"]
+    assert names(int8=True) == ["onnx", "int8"]
+    assert names(openvino=True, int8=True) == ["onnx", "int8", "openvino", "openvino_int8"]
 
 
 def test_paths_in_the_output_folder(tmp_path):

@@ -91,3 +91,29 @@ def test_nncf_int8_ir(tmp_path, tiny_onnx) -> None:
     assert target.is_file() and got["bin"]
     assert got["meta"] == got["info"] == "int8" and "nncf" in got["quantizer"]
     assert got["psnr"] >= 20  # random tiny weights: a smoke floor, not parity
+
+
+@needs_openvino
+@pytest.mark.skipif(not is_installed("nncf"), reason="nncf not installed (pip install nncf)")
+def test_export_openvino_int8_writes_the_int8_ir_and_checks_it(tmp_path, tiny_checkpoint) -> None:
+    """`engan export --openvino --int8` (in a child process, for NNCF's threads; see NNCF_SCRIPT)."""
+    import subprocess
+
+    import numpy as np
+    from PIL import Image
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(3):
+        Image.fromarray((np.random.default_rng(i).random((40, 56, 3)) * 60).astype(np.uint8)).save(calib / f"{i}.png")
+    out = tmp_path / "x"
+    res = subprocess.run([sys.executable, "-c", "from engan.cli import main; main()", "export", "--checkpoint", str(tiny_checkpoint),
+                          "--openvino", "--int8", "--calib", str(calib), "--calib-images", "3", "--out", str(out),
+                          "--check-size", "32x32"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["model.bin", "model.int8.bin", "model.int8.onnx",
+                                                     "model.int8.xml", "model.onnx", "model.xml"]
+    assert any(line.startswith(f"openvino    {out / 'model.int8.xml'} (INT8 IR, NNCF, calibrated on {calib})")
+               for line in res.stdout.splitlines())
+    row = next(line for line in res.stdout.splitlines() if re.match(r"model\.int8\.xml\s+openvino-cpu", line))
+    assert row.split()[-2] == "30.0" and row.rstrip().endswith("ok")  # checked against its INT8 threshold
