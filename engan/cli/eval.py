@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from engan.runtime.prepost import FADE_RANGE
+from engan.runtime.select import BACKENDS
 
 
 def _default_out(model: str | None) -> Path:
@@ -19,8 +20,9 @@ def _default_out(model: str | None) -> Path:
               help="Model to score: a .safetensors generator or an `engan train` run folder (eager torch), "
                    "an .onnx file (engan runtime / ONNX Runtime), a shipped model name, or 'none' to score "
                    "only the input and the peers.  [default: the model shipped in the package]")
-@click.option("--backend", type=click.Choice(["auto", "ort", "torch"]), default="auto",
-              help="Inference backend: 'ort' needs an .onnx model, 'torch' a .safetensors one (or a runtime with a torch backend).")
+@click.option("--backend", type=click.Choice(["auto", *BACKENDS], case_sensitive=False), default="auto",
+              help="Inference backend, as engan-infer's: auto picks the best here; 'ort' needs an .onnx model, "
+                   "'openvino' an .onnx or OpenVINO .xml, 'trt' an engine, 'torch' a .safetensors one.")
 @click.option("--lol", "lol", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Paired set with low/ and high/ subfolders of matching names (PSNR/SSIM).  "
                    "[default: ../shared/data/lol_eval15 when present, or $ENGAN_SHARED/data/lol_eval15]")

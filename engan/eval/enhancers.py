@@ -99,7 +99,7 @@ def model_display_name(model: str | os.PathLike | None) -> str:
     p = Path(model)
     if p.is_dir():
         return p.resolve().name
-    if p.suffix.lower() in (".safetensors", ".onnx", ".engine", ".plan"):
+    if p.suffix.lower() in (".safetensors", ".onnx", ".engine", ".plan", ".xml"):
         return p.resolve().parent.name if p.stem in ("generator", "model") else p.stem.replace(".", "-")
     return p.name
 
@@ -112,8 +112,9 @@ def make_enhance_fn(model: str | os.PathLike | None = None, backend: str = "auto
         model: ``.safetensors`` file or run folder (the runtime's torch backend, fp32 on the
             CPU); ``.onnx``/``.engine``; a shipped model name; ``None``/``default``/``shipped``
             = the shipped default model.
-        backend: ``auto`` | ``ort`` | ``torch``; ``ort`` needs an ONNX model. For the shipped
-            model, ``torch`` runs its safetensors twin through the runtime's torch backend.
+        backend: ``auto`` or a runtime backend (``ort``, ``openvino``, ``trt``, ``torch``); ``ort``
+            needs an ONNX model. For the shipped model, ``torch`` runs its safetensors twin
+            through the runtime's torch backend.
         fade: ``(lo, hi)``: fade the enhancement out for photos that are not dark, as
             ``engan-infer --fade-bright`` does (:func:`engan.runtime.prepost.fade_bright`).
 
@@ -123,8 +124,12 @@ def make_enhance_fn(model: str | os.PathLike | None = None, backend: str = "auto
     Raises:
         ModelLoadError: missing/corrupt file, nothing shipped, or a backend that cannot run it.
     """
-    if backend not in ("auto", "ort", "torch"):
-        raise ModelLoadError(f"unknown backend {backend!r}; use auto, ort or torch")
+    from engan.runtime.select import canonical_backend
+
+    try:
+        backend = canonical_backend(backend)
+    except ValueError as e:
+        raise ModelLoadError(str(e)) from None
     name = model_display_name(model)
     if model is not None and str(model) in SHIPPED_ALIASES and not Path(model).exists():
         model = None
@@ -133,8 +138,10 @@ def make_enhance_fn(model: str | os.PathLike | None = None, backend: str = "auto
     if p is not None and (p.is_dir() or p.suffix.lower() == ".safetensors"):
         if not p.exists():
             raise ModelLoadError(f"model file not found: {p}")
-        if backend == "ort":
-            raise ModelLoadError(f"--backend ort needs an .onnx model; {p} is a torch checkpoint (export it with `engan export`)")
+        if backend in ("ort", "openvino", "trt"):
+            needs = {"ort": "an .onnx", "openvino": "an .onnx or .xml", "trt": "a TensorRT .engine"}[backend]
+            raise ModelLoadError(f"--backend {backend} needs {needs} model; {p} is a torch checkpoint (export it with "
+                                 "`engan export`)")
         fn, info = runtime_enhance_fn(p, "torch", fade, device="cpu", threads=physical_cores())
     else:
         if p is not None and p.suffix.lower() == ".onnx" and not p.exists():

@@ -105,3 +105,15 @@ def test_fade_bright_scores_the_model_as_engan_infer_runs_it(tiny_checkpoint):
     np.testing.assert_array_equal(faded.fn(bright), bright)
     np.testing.assert_array_equal(faded.fn(dark), plain.fn(dark))
     assert not np.array_equal(plain.fn(bright), bright)
+
+
+def test_eval_takes_every_runtime_backend_and_names_the_fix_for_a_checkpoint(tmp_path):
+    from engan.eval.enhancers import ModelLoadError, make_enhance_fn
+
+    ckpt = tmp_path / "g.safetensors"
+    ckpt.write_bytes(b"x")
+    with pytest.raises(ModelLoadError, match=r"^--backend openvino needs an \.onnx or \.xml model; .* is a torch "
+                                             r"checkpoint \(export it with `engan export`\)$"):
+        make_enhance_fn(ckpt, backend="openvino")
+    with pytest.raises(ModelLoadError, match=r"^unknown backend 'tflite'; use one of: auto, trt, ort, openvino, torch$"):
+        make_enhance_fn(ckpt, backend="tflite")
