@@ -33,13 +33,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from engan.runtime.atomic import remove_stale_temp_files
-from engan.runtime.cli.console import CliError, Console, display_path, first_line, quoted
-from engan.runtime.cli.html import write_run_page
-from engan.runtime.cli.jobs import (
-    HTML_NAME, InferOptions, Job, RunResult, check_output_dir, discover_inputs, drop_own_outputs, plan_jobs, targets,
-)
-from engan.runtime.cli.pipeline import _Pipeline, load_enhancer
+from engan.runtime.cli.console import CliError, Console, first_line, quoted
+from engan.runtime.cli.jobs import InferOptions, Job, RunResult
+from engan.runtime.cli.pipeline import Plan, _Pipeline, find_inputs, finish_page, load_enhancer, plan_run
 from engan.runtime.imageio import IMAGE_EXTENSIONS, DecodedImage, DecodeError, read_image
 from engan.runtime.imageio.listing import is_image_name, natural_key
 from engan.runtime.video.api import is_video
@@ -200,45 +196,28 @@ def discover_uris(uris: Iterable[str], recursive: bool = False) -> list[tuple[st
     return out
 
 
-def plan(opts: InferOptions, console: Console, started: float) -> tuple[list[Job], dict[int, str]]:
-    """Plan the run exactly as ``engan-infer`` does; returns the jobs and {job index: URI} for URI inputs.
+def plan(opts: InferOptions, console: Console, started: float) -> tuple[Plan, dict[int, str]]:
+    """Plan the run with ``engan-infer``'s own planner; returns it and {job index: URI} for URI inputs.
 
     Raises:
         click.ClickException: a usage problem (nothing is processed), as ``engan-infer`` raises it.
     """
     import click
 
-    out_dir = opts.output_dir
-    if out_dir.exists() and not out_dir.is_dir():
-        check_output_dir(out_dir)  # raises the "is a file" usage error
-    local = [i for i in opts.inputs if not is_uri(i)]
-    found = discover_inputs(local, opts.recursive, exclude=out_dir, follow_symlinks=opts.follow_symlinks) \
-        if local else []
+    found = find_inputs(opts, console, [i for i in opts.inputs if not is_uri(i)])
     videos = [p for p, _ in found if is_video(p)]
     if videos:
         raise CliError(f"{len(videos)} video file(s) among the inputs, e.g. {quoted(videos[0])}: videos run "
                        "without --ray; enhance them in a run without --ray, or leave them out of INPUT")
-    remote = discover_uris([i for i in opts.inputs if is_uri(i)], opts.recursive)
-    uri_of = {}
-    for shown, rel, uri in remote:
+    uri_by_src = {}
+    for shown, rel, uri in discover_uris([i for i in opts.inputs if is_uri(i)], opts.recursive):
         found.append((Path(shown), rel))
-        uri_of[len(found) - 1] = uri
+        uri_by_src[Path(shown)] = uri
     if not found:
         raise click.BadParameter("no image files found in the given inputs "
                                  f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})", param_hint="INPUT")
-    uri_by_src = {found[i][0]: u for i, u in uri_of.items()}
-    found, own = drop_own_outputs(found, opts)
-    if own:
-        console.info(f"left out {len(own)} input(s) that this run writes as outputs, e.g. {display_path(own[0])}")
-    jobs = plan_jobs(found, opts)
-    check_output_dir(out_dir)
-    stale = remove_stale_temp_files([t for j in jobs if j.status != "failed" for t in targets(j)], started)
-    if stale:
-        console.info(f"removed {stale} temp file(s) left by an interrupted run")
-    for j in jobs:
-        if j.status == "failed":
-            console.failed(j.src, j.reason)
-    return jobs, {j.index: uri_by_src[j.src] for j in jobs if j.src in uri_by_src}
+    runs = plan_run(opts, console, started, found)
+    return runs, {j.index: uri_by_src[j.src] for j in runs.jobs if j.src in uri_by_src}
 
 
 def _connect(ray: Any, address: str | None) -> bool:
@@ -275,7 +254,8 @@ def run_ray(opts: InferOptions, address: str | None = None, *, concurrency: int 
     """
     started, t0 = time.time(), time.perf_counter()
     console = Console(opts.quiet)
-    jobs, uris = plan(opts, console, started)
+    runs, uris = plan(opts, console, started)
+    jobs = runs.jobs
     work = [j for j in jobs if j.status == "pending"]
     info: dict = {}
     interrupted = False
@@ -323,12 +303,7 @@ def run_ray(opts: InferOptions, address: str | None = None, *, concurrency: int 
             if ours and shutdown:
                 ray.shutdown()
     result = RunResult(jobs=jobs, seconds=time.perf_counter() - t0, interrupted=interrupted, info=info)
-    if opts.html:
-        page = opts.output_dir / HTML_NAME
-        reason = write_run_page(opts, result, page)
-        if reason:
-            console.failed(page, reason)
-            result.html_failed = True
+    finish_page(opts, runs, result, console)
     return result
 
 

@@ -145,3 +145,17 @@ def test_an_unreachable_cluster_is_one_usage_error(monkeypatch) -> None:
         "could not join the Ray cluster at 'auto': Could not find any running Ray instance.; check the address (auto "
         "on a cluster node, ray://HEAD:10001 from outside, HEAD:6379) or run --ray local")
     assert e.value.exit_code == 2
+
+
+def test_html_follows_engan_infers_page_rule(tmp_path, tiny_onnx, local_ray, capsys) -> None:
+    from engan.runtime.ray import enhance_paths
+
+    src = _photo_folder(tmp_path / "in")
+    out = tmp_path / "ray"
+    first = enhance_paths([src], out, model=str(tiny_onnx), html=True, quiet=True, print_summary=False)
+    page = out / "index.html"
+    assert first.exit_code == 1 and page.is_file()  # one input of the folder is broken: its FAILED line
+    before = page.stat().st_mtime_ns
+    again = enhance_paths([src], out, model=str(tiny_onnx), html=True, existing="skip", print_summary=False)
+    assert page.stat().st_mtime_ns == before and again.summary.startswith("0 enhanced")
+    assert f"kept the existing {page} (--skip-existing); pass --overwrite to replace it" in capsys.readouterr().err
