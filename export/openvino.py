@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from engan.runtime._optional import BackendUnavailable, require
 from engan.runtime.backends.openvino import IR_SECTION
 from engan.runtime.meta import ArtefactMeta
 
@@ -35,12 +36,9 @@ class OpenVINOExportError(RuntimeError):
 
 def _ov() -> Any:
     try:
-        import openvino
-    except ImportError as e:
-        raise OpenVINOExportError(
-            f"--openvino needs the Python package 'openvino' ({e}); install it with: pip install 'engan[openvino]'"
-        ) from None
-    return openvino
+        return require("openvino", "--openvino")
+    except BackendUnavailable as e:
+        raise OpenVINOExportError(str(e)) from None
 
 
 def set_ir_metadata(model: Any, meta: ArtefactMeta) -> None:

@@ -20,6 +20,7 @@ INSTALL_HINTS: dict[str, str] = {
     "cuda": "pip install 'engan[trt]'",
     "torch": "pip install 'engan[train]'   (on a CPU machine: pip install torch==2.13.0 first)",
     "safetensors": "pip install 'engan[train]'",
+    "openvino": "pip install 'engan[openvino]'",
 }
 
 

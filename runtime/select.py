@@ -46,9 +46,6 @@ from engan.runtime.probe import (  # noqa: F401  (find_int8, INT8_ENDING: part o
     ort_providers,
 )
 
-#: The backend that runs each model kind when another backend was asked for the wrong kind.
-AUTO_FOR_KIND = {"onnx": "ort", "engine": "trt", "checkpoint": "torch", "ir": "openvino"}
-
 
 @dataclass(frozen=True)
 class BackendSpec:
@@ -253,6 +250,12 @@ def _check_checkpoint(path: Path, device: str, cpu_int8: bool) -> Pick | str:
                           "without torch)")
 
 
+def _check_ir(path: Path, device: str, cpu_int8: bool) -> Pick | str:
+    if not is_installed("openvino"):
+        return f"openvino is not installed (pip install 'engan[openvino]') and {path.name} is OpenVINO IR"
+    return path, "cpu", "the model is OpenVINO IR (.xml)"
+
+
 def _cuda_session_failed(e: BaseException, device: str, options: BackendOptions) -> bool:
     """The CUDA provider failed to start (drivers, cuDNN) under device='auto': the CPU still works."""
     return device == "auto" and not options.providers and not isinstance(e, ModelLoadError)
@@ -267,9 +270,7 @@ AUTO: tuple[Candidate, ...] = (
     Candidate("ONNX Runtime CPU", "ort", ("onnx",), _check_ort_cpu),
     Candidate("TensorRT", "trt", ("engine",), _check_engine),
     Candidate("PyTorch", "torch", ("checkpoint",), _check_checkpoint),
-    Candidate("OpenVINO", "openvino", ("ir",), lambda path, device, cpu_int8: (
-        path, "cpu", "the model is OpenVINO IR (.xml)") if is_installed("openvino") else
-        f"openvino is not installed (pip install 'engan[openvino]') and {path.name} is OpenVINO IR"),
+    Candidate("OpenVINO", "openvino", ("ir",), _check_ir),
 )
 
 
@@ -330,7 +331,8 @@ def _explicit(path: Path, kind: str, name: str, device: str) -> Selection:
         )
     if kind not in spec.kinds:  # OpenVINO, and backends added to the table later
         takes = " or ".join("/".join(MODEL_KINDS[k]) for k in spec.kinds)
-        fix = "export it with `engan export`" if kind == "checkpoint" else f"use backend='{AUTO_FOR_KIND[kind]}'"
+        runs_it = next(n for n, row in BACKENDS.items() if kind in row.kinds)  # the first row for this kind
+        fix = "export it with `engan export`" if kind == "checkpoint" else f"use backend='{runs_it}'"
         article = "an" if kind[0] in "aeiou" else "a"
         raise ValueError(f"backend '{name}' runs {takes} files; {path} is {article} {kind} file: {fix}")
     return chosen(path, requested)

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from engan.runtime._optional import BackendUnavailable, is_installed
+from engan.runtime._optional import BackendUnavailable, install_hint, is_installed, require
 from engan.runtime.backends.base import (
     BackendError, BackendInfo, BackendOptions, BaseBackend, ModelLoadError, model_label,
 )
@@ -40,7 +40,7 @@ from engan.runtime.cpu import CpuInfo, bf16_capable, cpu_info
 from engan.runtime.meta import PREFIX, ArtefactMeta, read_onnx_metadata
 
 #: The pip extra that installs OpenVINO (named in every "not installed" message).
-INSTALL = "pip install 'engan[openvino]'"
+INSTALL = install_hint("openvino")
 
 #: Compiled shapes kept per backend (each holds its own weights and buffers: a few tens of MB).
 SHAPE_CACHE_SIZE = 8
@@ -54,14 +54,7 @@ IR_SECTION = "framework"
 
 def import_openvino() -> Any:
     """``import openvino``, or :class:`BackendUnavailable` naming the extra that installs it."""
-    try:
-        import openvino
-    except ImportError as e:
-        raise BackendUnavailable(
-            f"the OpenVINO backend needs the Python package 'openvino', which cannot be imported here ({e}); "
-            f"install it with: {INSTALL}"
-        ) from None
-    return openvino
+    return require("openvino", "the OpenVINO backend")
 
 
 def ir_metadata(model: Any) -> dict[str, str]:
