@@ -17,40 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from engan.runtime import Enhancer
 from engan.runtime.cli import jobs, pipeline
-from engan.runtime.cli.main import main as infer_main
 from engan.runtime import imageio as iio
-from tests.helpers import make_image, parse_links, resolve
-
-SUMMARY = re.compile(r"^(\d+) enhanced, (\d+) failed, (\d+) skipped in \d+\.\d s$", re.M)
-
-
-def run_cli(*args, model: Path | None = None):
-    argv = [os.fspath(a) for a in args] + (["--model", os.fspath(model)] if model is not None else [])
-    return CliRunner().invoke(infer_main, argv, catch_exceptions=False)
-
-
-def counts(r) -> tuple[int, int, int]:
-    m = SUMMARY.search(r.stdout)
-    assert m, r.output
-    return int(m[1]), int(m[2]), int(m[3])
-
-
-def failed_lines(r) -> list[str]:
-    return [line for line in r.stderr.splitlines() if line.startswith("FAILED ")]
-
-
-def save(path: Path, im: Image.Image, **kw) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    im.save(path, **kw)
-    return path
-
+from tests.helpers import counts, failed_lines, make_image, parse_links, resolve, run_cli, save
 
 @pytest.fixture(scope="module")
 def enh(tiny_onnx):
