@@ -35,7 +35,8 @@ import numpy as np
 
 from engan.runtime.cli.console import CliError, Console, first_line, quoted
 from engan.runtime.cli.jobs import InferOptions, Job, RunResult
-from engan.runtime.cli.pipeline import Plan, _Pipeline, find_inputs, finish_page, load_enhancer, plan_run
+from engan.runtime.cli.pipeline import _Pipeline, load_enhancer
+from engan.runtime.cli.planning import Plan, find_inputs, finish_page, plan_run
 from engan.runtime.imageio import IMAGE_EXTENSIONS, DecodedImage, DecodeError, read_image
 from engan.runtime.imageio.listing import is_image_name, natural_key
 from engan.runtime.video.api import is_video

@@ -7,6 +7,7 @@ runs :func:`engan.runtime.cli.main.main`. The package, by job:
 
 * :mod:`~engan.runtime.cli.main`: the options;
 * :mod:`~engan.runtime.cli.jobs`: finding the inputs and planning the outputs;
+* :mod:`~engan.runtime.cli.planning`: one run's plan (inputs, outputs, the page rule), shared with ``--ray``;
 * :mod:`~engan.runtime.cli.pipeline`: the decode / enhance / encode threads and :func:`run`;
 * :mod:`~engan.runtime.cli.videos`: video files, after the photos (PyAV only when one is an input);
 * :mod:`~engan.runtime.cli.html`: the ``--html`` result page;
