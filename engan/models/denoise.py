@@ -49,10 +49,21 @@ MIN_LEVEL = 1.0 / 255.0
 EPS = 1e-6
 
 
+def _gaussian(sigma: float, taps: int) -> torch.Tensor:
+    """``taps`` samples of an unnormalised Gaussian centred on the middle one."""
+    t = torch.arange(taps, dtype=torch.float32) - (taps - 1) / 2
+    return torch.exp(-(t**2) / (2 * sigma**2))
+
+
+def gaussian_taps(sigma: float) -> torch.Tensor:
+    """A normalised 1-D Gaussian of radius ``ceil(2 sigma)`` (the taps of a separable blur)."""
+    g = _gaussian(sigma, 2 * max(1, math.ceil(2 * sigma)) + 1)
+    return g / g.sum()
+
+
 def gaussian_kernel(sigma: float = WINDOW_SIGMA, taps: int = WINDOW_TAPS) -> torch.Tensor:
     """A normalised ``taps`` x ``taps`` Gaussian as a depthwise RGB conv weight (3 x 1 x taps x taps)."""
-    t = torch.arange(taps, dtype=torch.float32) - (taps - 1) / 2
-    g = torch.exp(-(t**2) / (2 * sigma**2))
+    g = _gaussian(sigma, taps)
     k2 = torch.outer(g, g)
     return (k2 / k2.sum()).expand(3, 1, taps, taps).contiguous()
 

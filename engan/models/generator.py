@@ -20,14 +20,12 @@ onto this module (see :mod:`engan.models.checkpoint`).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from engan.config import PAD_MULTIPLE, GeneratorConfig
-from engan.models.denoise import gaussian_kernel, laplacian_kernel, lee_filter, noise_sigma
+from engan.models.denoise import gaussian_kernel, gaussian_taps, laplacian_kernel, lee_filter, noise_sigma
 from engan.runtime.prepost import LUMA_WEIGHTS  # Rec.601, the one set of weights (runtime, eval, losses)
 
 
@@ -74,14 +72,6 @@ def separable_blur(x: torch.Tensor, horizontal: torch.Tensor, vertical: torch.Te
     r, c = horizontal.shape[-1] // 2, x.shape[1]
     x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), horizontal.to(x.dtype), groups=c)
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), vertical.to(x.dtype), groups=c)
-
-
-def gaussian_taps(sigma: float) -> torch.Tensor:
-    """A normalised 1-D Gaussian of radius ``ceil(2 sigma)``."""
-    r = max(1, math.ceil(2 * sigma))
-    t = torch.arange(-r, r + 1, dtype=torch.float32)
-    g = torch.exp(-(t**2) / (2 * sigma**2))
-    return g / g.sum()
 
 
 class GainRefiner(nn.Module):
