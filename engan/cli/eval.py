@@ -54,7 +54,8 @@ def _default_out(model: str | None) -> Path:
 @click.option("--grid-rows", type=click.IntRange(min=1), default=4, help="Images (rows) per comparison grid.")
 @click.option("--no-unpaired", is_flag=True, default=False, help="Skip the unpaired sets (PSNR/SSIM on the paired set only).")
 @click.option("--fast", is_flag=True, default=False,
-              help="Quick score of one checkpoint: paired set only, no peers, no grid (same as --no-unpaired --peers none --no-grid).")
+              help="Quick score of one checkpoint: paired set only, no grid, and no peers unless --peers names "
+                   "them (same as --no-unpaired --no-grid --peers none).")
 @click.option("--fade-bright", is_flag=True, default=False,
               help="Score the model as `engan-infer --fade-bright` runs it: the enhancement fades out for photos "
                    f"whose mean luma is above {FADE_RANGE[0]:g}, none left from {FADE_RANGE[1]:g} (peers are scored as they are).  "
@@ -85,7 +86,9 @@ def eval_cmd(model, backend, lol, paired, public_dark, unpaired, peers, peers_di
     from engan.eval.runner import EvalConfig, run_eval
 
     if fast:
-        no_unpaired, peers, no_grid = True, "none", True
+        no_unpaired, no_grid = True, True
+        if click.get_current_context().get_parameter_source("peers") is click.core.ParameterSource.DEFAULT:
+            peers = "none"
     try:
         peer_names = parse_peers(peers, peers_dir or default_peers_dir())
     except PeerError as e:

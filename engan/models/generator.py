@@ -90,7 +90,8 @@ class GainRefiner(nn.Module):
     flattest 16 x 16 block, :func:`engan.models.denoise.noise_sigma`): 0 up to
     :data:`GRAIN_LEVELS` 8-bit levels, the median grain of the well-lit training photos, so
     photos no noisier than those come out exactly as without the stage, rising to 1 at
-    twice that.
+    twice that. The gate is per image, so a tiled enhancement gates each tile by its own
+    flattest block.
     """
 
     #: Gaussian sigmas (px) of the blends: luma near/wide, chroma near/wide

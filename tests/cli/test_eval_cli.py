@@ -41,6 +41,25 @@ def test_cli_fast_path_is_paired_only(tmp_path, tiny_checkpoint):
     assert [s["kind"] for s in data["sets"]] == ["paired"] and len(data["methods"]) == 2
 
 
+def test_cli_fast_keeps_the_peers_named_with_peers(tmp_path, tiny_checkpoint):
+    import torch
+
+    from engan.eval.peers import ZeroDCE
+
+    peers = tmp_path / "peers"
+    (peers / "zero_dce").mkdir(parents=True)
+    torch.save(ZeroDCE().state_dict(), peers / "zero_dce" / "Epoch99.pth")
+    lol = make_paired_set(tmp_path / "lol", n=1)
+    base = ["eval", "--model", str(tiny_checkpoint), "--lol", str(lol), "--peers-dir", str(peers), "--fast", "-q"]
+    named = CliRunner().invoke(main, base + ["--peers", "zero-dce", "--out", str(tmp_path / "named")])
+    assert named.exit_code == 0, named.output
+    assert "| Zero-DCE |" in named.output
+    assert json.loads((tmp_path / "named" / "report.json").read_text())["config"]["peers"] == ["zero-dce"]
+    default = CliRunner().invoke(main, base + ["--out", str(tmp_path / "default")])
+    assert default.exit_code == 0, default.output
+    assert "Zero-DCE" not in default.output  # --fast alone: no peers, as its help says
+
+
 def test_cli_errors_are_clear(tmp_path):
     lol = make_paired_set(tmp_path / "lol", n=1)
     runner = CliRunner()
