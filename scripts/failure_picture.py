@@ -6,8 +6,8 @@
     python scripts/failure_picture.py --noise 3 --run "...=m.safetensors" --out docs/denoise.jpg
     python scripts/failure_picture.py --fade --photos coffee --as-shot astronaut,coffee --out docs/fade_bright.jpg
     python scripts/failure_picture.py --photos "" --scenes sunset,lamp --out docs/hue_shift.jpg
-    python scripts/failure_picture.py --photos rocket --noise 3 --zoom 0.25,0.3 --run "...=m.safetensors" \
-        --out docs/blocks_x4.jpg
+    python scripts/failure_picture.py --photos rocket,coffee --noise 3 --zoom 0.3,0.3 \
+        --run "learned noise stage (tried, not shipped)=runs/K/generator_avg5.safetensors" --out docs/blocks_x4.jpg
 
 Rows: scikit-image sample photos darkened as in `engan eval --public-dark`; columns: the dark
 input, the shipped model, optionally a colour-term run and any other runs, and the original.
@@ -35,8 +35,8 @@ from engan.runtime.prepost import FADE_RANGE
 REPO = Path(__file__).resolve().parents[1]
 #: the drawn scenes of --scenes
 SCENES = ("sunset", "lamp")
-#: side (px) of a --zoom tile; it shows a ZOOM_SIDE / 4 square of the full-size image
-ZOOM_SIDE = 240
+#: longest side (px) of every tile; a --zoom tile shows a TILE / 4 square of the full-size image
+TILE = 240
 
 
 def synthetic_scene(name: str, height: int = 266, width: int = 400) -> np.ndarray:
@@ -68,9 +68,9 @@ def synthetic_scene(name: str, height: int = 266, width: int = 400) -> np.ndarra
 
 
 def zoom_x4(img: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
-    """The ``ZOOM_SIDE / 4`` square of ``img`` around the relative ``centre`` (x, y), enlarged x4 by pixel
+    """The ``TILE / 4`` square of ``img`` around the relative ``centre`` (x, y), enlarged x4 by pixel
     repetition (no smoothing, so blocks and grain stay visible)."""
-    side = ZOOM_SIDE // 4
+    side = TILE // 4
     h, w = img.shape[:2]
     x0 = int(np.clip(centre[0] * w - side / 2, 0, max(0, w - side)))
     y0 = int(np.clip(centre[1] * h - side / 2, 0, max(0, h - side)))
@@ -137,7 +137,7 @@ def main() -> None:
             input_label = "Input (darkened, noise added)" if args.noise is not None else "Input (darkened)"
             row_name = name
         full = {input_label: shown, **{label: fn(shown) for label, fn in models.items()}, "Original": orig}
-        rows.append(GridRow(row_name, {k: fit_longest_side(v, 240) for k, v in full.items()}))
+        rows.append(GridRow(row_name, {k: fit_longest_side(v, TILE) for k, v in full.items()}))
         if args.zoom is not None:
             rows.append(GridRow(f"{row_name}, x4 crop", {k: zoom_x4(v, args.zoom) for k, v in full.items()}))
     compose_grid(rows).convert("RGB").save(args.out, quality=85, optimize=True)
